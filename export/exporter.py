@@ -1,0 +1,185 @@
+"""torch -> ONNX export of catalog losses: named inputs/outputs, dynamic dims, metadata, checks.
+
+Uses the dynamo exporter (``torch.onnx.export(..., dynamo=True)``) at opset 18 or newer (at 17 it
+writes a ReduceMean attribute onnxruntime refuses). With ``with_grad=True`` the exported module
+computes ``torch.autograd.grad`` inside ``torch.enable_grad()``, so the graph also outputs
+``grad_<input>`` for every differentiable input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from lossgraph import catalog
+from lossgraph._functional import tracing
+
+DEFAULT_OPSET = 18
+
+
+class ValueAndGrad(nn.Module):
+    """Wrap a loss: ``forward(*inputs) -> (*outputs, *grads)``.
+
+    The gradient is that of ``outputs[grad_of]`` (the sum of all outputs when ``grad_of`` is None;
+    the sum of the elements for ``reduction='none'``) with respect to the inputs at ``grad_index``.
+    ``torch.func.grad_and_value`` is traced once with ``make_fx(tracing_mode="symbolic")`` into a
+    joint forward+backward FX graph, which the exporter then takes like any module. (Calling
+    ``torch.autograd.grad`` inside ``forward`` fails to export for sigmoid, exp, pow, softmax, sqrt,
+    relu: "fake tensor in the exported program constant's list".)
+    """
+
+    def __init__(
+        self,
+        loss: nn.Module,
+        output_names: Sequence[str],
+        grad_index: Sequence[int],
+        grad_of: str | None,
+        example_args: Sequence[torch.Tensor],
+    ):
+        super().__init__()
+        names = tuple(output_names)
+
+        def value(*xs: torch.Tensor):
+            outs = _as_tuple(loss(*xs), names)
+            target = sum(o.sum() for o in outs) if grad_of is None else outs[names.index(grad_of)].sum()
+            return target, outs
+
+        joint = torch.func.grad_and_value(value, argnums=tuple(grad_index), has_aux=True)
+        with tracing(), _quiet():
+            self.joint = make_fx(joint, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example_args)
+
+    def forward(self, *inputs: torch.Tensor):
+        grads, (_, outs) = self.joint(*inputs)
+        return (*outs, *grads)
+
+
+class _Outputs(nn.Module):
+    """Flatten a loss returning a dict into a tuple in catalog output order."""
+
+    def __init__(self, loss: nn.Module, output_names: Sequence[str]):
+        super().__init__()
+        self.loss = loss
+        self.output_names = tuple(output_names)
+
+    def forward(self, *inputs: torch.Tensor):
+        return _as_tuple(self.loss(*inputs), self.output_names)
+
+
+def _as_tuple(out: Any, names: Sequence[str]) -> tuple[torch.Tensor, ...]:
+    if isinstance(out, Mapping):
+        return tuple(out[n] for n in names)
+    if isinstance(out, torch.Tensor):
+        return (out,)
+    return tuple(out)
+
+
+def _to_tensor(x: Any) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+
+
+def to_onnx(
+    loss: nn.Module,
+    example_inputs: Sequence[Any] | Mapping[str, Any],
+    path: str | os.PathLike | None = None,
+    *,
+    opset: int | None = None,
+    dynamic: bool = True,
+    with_grad: bool = False,
+) -> onnx.ModelProto:
+    """Export a catalog loss module to ONNX and return the ``ModelProto`` (also written to ``path``).
+
+    Args:
+        loss: a lossgraph module (``spec.build(...)`` or ``lg.LovaszSoftmax(...)``).
+        example_inputs: tensors or arrays, in input order or by name. Export at sizes > 1 that differ
+            between dimensions; the graph then runs at any size (1 pixel included).
+        path: where to write the ``.onnx`` file (optional).
+        opset: ONNX opset (default 18; lower is refused, see module docstring).
+        dynamic: make the spec's symbolic dims (B, C, H, W, N, ...) dynamic, named as in the spec.
+        with_grad: also output ``grad_<input>`` for each differentiable input.
+
+    The graph carries ``metadata_props`` (version, loss name, parameters, input domains) and passes
+    ``onnx.checker.check_model(full_check=True)``.
+    """
+    name = getattr(type(loss), "name", None)
+    if name is None or not hasattr(loss, "params"):
+        raise TypeError(f"to_onnx: loss must be a lossgraph module (spec.build(...)); got {type(loss).__name__}")
+    spec = catalog.get(name)
+    params = loss.params
+    ins = spec.input_specs(params)
+    outs = spec.output_names(params)
+    opset = DEFAULT_OPSET if opset is None else int(opset)
+    if opset < DEFAULT_OPSET:
+        raise ValueError(f"to_onnx: opset must be >= {DEFAULT_OPSET} (the dynamo exporter's output at lower opsets fails in onnxruntime); got {opset}")
+
+    if isinstance(example_inputs, Mapping):
+        missing = [i.name for i in ins if i.name not in example_inputs]
+        if missing:
+            raise ValueError(f"to_onnx: {name}: example_inputs lacks {', '.join(missing)}")
+        args = [example_inputs[i.name] for i in ins]
+    else:
+        args = list(example_inputs)
+        if len(args) != len(ins):
+            raise ValueError(f"to_onnx: {name} takes {len(ins)} inputs ({', '.join(i.name for i in ins)}); got {len(args)}")
+    args = tuple(_to_tensor(a) for a in args)
+
+    if with_grad:
+        grad_index = [k for k, i in enumerate(ins) if i.grad]
+        module: nn.Module = ValueAndGrad(loss, outs, grad_index, spec.grad_of, args)
+        out_names = [*outs, *(f"grad_{ins[k].name}" for k in grad_index)]
+    else:
+        module = _Outputs(loss, outs)
+        out_names = list(outs)
+
+    dynamic_shapes = None
+    if dynamic:
+        dims = {s: torch.export.Dim(s) for i in ins for s in i.shape if isinstance(s, str)}
+        dynamic_shapes = (tuple({k: dims[s] for k, s in enumerate(i.shape) if isinstance(s, str)} for i in ins),)
+
+    module.eval()
+    with tracing(), _quiet():
+        program = torch.onnx.export(
+            module,
+            args,
+            dynamo=True,
+            input_names=[i.name for i in ins],
+            output_names=out_names,
+            dynamic_shapes=dynamic_shapes,
+            opset_version=opset,
+            optimize=True,
+            verbose=False,
+        )
+    model = program.model_proto
+    onnx.helper.set_model_props(model, spec.metadata(params))
+    model.producer_name = "lossgraph"
+    onnx.checker.check_model(model, full_check=True)
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    if path is not None:
+        onnx.save(model, os.fspath(path))
+    return model
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's progress prints, warnings and torchvision notices."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)

@@ -1,0 +1,189 @@
+"""Run an exported loss graph in onnxruntime: input validation, provider choice, named outputs.
+
+Torch-free: torch tensors are accepted (converted through ``.numpy()``) but torch is never imported.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from lossgraph._checks import dtype_kind, fmt_shape
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+
+
+class OnnxLossError(ValueError):
+    """A graph that cannot be loaded, or inputs that do not fit it."""
+
+
+def cuda_usable() -> bool:
+    """True when onnxruntime lists CUDA *and* the CUDA driver library loads on this machine.
+
+    onnxruntime-gpu lists the CUDA provider everywhere and prints a load error when it cannot start
+    it; checking the driver first keeps machines without a GPU quiet.
+    """
+    import onnxruntime as ort
+
+    if PROVIDERS["cuda"] not in ort.get_available_providers():
+        return False
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def _providers(providers: str | Sequence[str]) -> list[str]:
+    if isinstance(providers, str):
+        key = providers.lower()
+        if key == "auto":
+            return [PROVIDERS["cuda"], PROVIDERS["cpu"]] if cuda_usable() else [PROVIDERS["cpu"]]
+        if key in PROVIDERS:
+            return [PROVIDERS[key]] + ([PROVIDERS["cpu"]] if key != "cpu" else [])
+        return [providers]
+    return list(providers)
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if type(x).__module__.startswith("torch"):
+        x = x.detach().cpu()
+        if str(x.dtype) == "torch.bfloat16":
+            x = x.float()
+        return x.numpy()
+    return np.asarray(x)
+
+
+class OnnxLoss:
+    """An exported loss graph in an onnxruntime session.
+
+    Args:
+        model: path to an ``.onnx`` file, serialized bytes, or an ``onnx.ModelProto``.
+        providers: ``"auto"`` (CUDA when it can really load, else CPU), ``"cpu"``, ``"cuda"``, or a
+            list of onnxruntime provider names.
+        sess_options: optional ``onnxruntime.SessionOptions``.
+
+    Calling it with inputs (positional in graph order, or by name; numpy arrays or torch tensors)
+    returns a float for a scalar single output, an array for a tensor output, or a dict
+    ``{output_name: value}`` when the graph has several outputs. ``.provider`` is the provider that
+    actually runs, ``.metadata`` the graph's ``metadata_props``.
+    """
+
+    def __init__(self, model: Any, providers: str | Sequence[str] = "auto", sess_options: Any = None) -> None:
+        import onnxruntime as ort
+
+        self.source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else "<model>"
+        if isinstance(model, (str, os.PathLike)):
+            if not os.path.isfile(model):
+                raise OnnxLossError(f"OnnxLoss: no such file: {self.source}")
+            data: Any = self.source
+        elif isinstance(model, (bytes, bytearray)):
+            data = bytes(model)
+        elif hasattr(model, "SerializeToString"):
+            data = model.SerializeToString()
+        else:
+            raise TypeError(f"OnnxLoss: model must be a path, bytes or onnx.ModelProto; got {type(model).__name__}")
+        if sess_options is None:
+            sess_options = ort.SessionOptions()
+            sess_options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(data, sess_options=sess_options, providers=_providers(providers))
+        except Exception as e:  # onnxruntime raises several private exception types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise OnnxLossError(f"OnnxLoss: {self.source} is not a loadable ONNX model: {first}") from None
+        self.inputs = self.session.get_inputs()
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    @property
+    def provider(self) -> str:
+        """The provider that runs the graph (first of the session's providers)."""
+        return self.session.get_providers()[0]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.inputs]
+
+    @property
+    def loss_name(self) -> str | None:
+        return self.metadata.get("lossgraph.loss")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return json.loads(self.metadata.get("lossgraph.params", "{}"))
+
+    def feeds(self, *args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
+        """Validate and convert inputs against the graph's declared inputs; the dict ``run`` takes."""
+        names = self.input_names
+        loss = self.loss_name or os.path.basename(self.source)
+        if len(args) > len(names):
+            raise OnnxLossError(f"{loss}: the graph takes {len(names)} inputs ({', '.join(names)}); got {len(args)}")
+        given = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise OnnxLossError(f"{loss}: unknown input {k!r}; the graph takes {', '.join(names)}")
+            if k in given:
+                raise OnnxLossError(f"{loss}: input {k!r} given twice")
+            given[k] = v
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise OnnxLossError(f"{loss}: missing input(s) {', '.join(missing)}; the graph takes {', '.join(names)}")
+
+        feeds: dict[str, np.ndarray] = {}
+        bound: dict[str, tuple[int, str]] = {}
+        for spec in self.inputs:
+            x = _to_numpy(given[spec.name])
+            want = _ORT_TYPES.get(spec.type)
+            if want is None:
+                raise OnnxLossError(f"{loss}: input {spec.name} has unsupported type {spec.type}")
+            kind, want_kind = dtype_kind(x.dtype), dtype_kind(np.dtype(want))
+            if want_kind == "f" and kind not in "fb" or want_kind in "ib" and kind not in "ib":
+                raise TypeError(
+                    f"{loss}: {spec.name} must be a {'float' if want_kind == 'f' else 'integer'} array "
+                    f"({np.dtype(want).name}); got dtype {x.dtype}"
+                )
+            sym = [d if isinstance(d, (int, str)) and d is not None else "?" for d in spec.shape]
+            shape = tuple(int(d) for d in x.shape)
+            if len(shape) != len(sym):
+                raise OnnxLossError(f"{loss}: {spec.name} must have shape {fmt_shape(sym)}; got {fmt_shape(shape)}")
+            for d, s in zip(shape, sym):
+                if isinstance(s, int) and d != s:
+                    raise OnnxLossError(f"{loss}: {spec.name} must have shape {fmt_shape(sym)}; got {fmt_shape(shape)}")
+                if isinstance(s, str) and s != "?":
+                    if s in bound and bound[s][0] != d:
+                        other = bound[s][1]
+                        raise OnnxLossError(
+                            f"{loss}: {spec.name} must have shape {fmt_shape(sym)} matching {other} "
+                            f"({s} = {bound[s][0]}); got {fmt_shape(shape)}"
+                        )
+                    bound.setdefault(s, (d, spec.name))
+            feeds[spec.name] = np.ascontiguousarray(x, dtype=want)
+        return feeds
+
+    def run(self, *args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
+        """All outputs as a dict of arrays."""
+        values = self.session.run(None, self.feeds(*args, **kwargs))
+        return dict(zip(self.outputs, values))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.run(*args, **kwargs)
+        if len(out) == 1:
+            (value,) = out.values()
+            return float(value) if value.ndim == 0 else value
+        return {k: (float(v) if v.ndim == 0 else v) for k, v in out.items()}
+
+    def __repr__(self) -> str:
+        return f"OnnxLoss({self.source!r}, loss={self.loss_name!r}, provider={self.provider!r})"

@@ -1,0 +1,203 @@
+"""The loss catalog: one spec per loss; the CLI, ONNX export, parity tests and benchmarks iterate it.
+
+Torch-free: a spec names its torch module lazily and imports torch only in :meth:`Spec.build`.
+
+    >>> import lossgraph as lg
+    >>> spec = lg.catalog.get("lovasz_softmax")
+    >>> [i.name for i in spec.input_specs()]
+    ['probas', 'labels']
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+Shape = tuple  # symbolic: dimension names ("B") or fixed ints (4)
+Dims = Mapping[str, int]
+
+#: value domains an input can declare (written into ONNX metadata)
+DOMAINS = (
+    "logits",  # any real
+    "probabilities",  # in [0, 1], summing to 1 over the class axis
+    "labels",  # integers in [0, C) or the ignore value
+    "binary",  # 0/1 targets stored as floats
+    "mask",  # 0/1 region masks
+    "alpha",  # alpha mattes in [0, 1]
+    "boxes",  # xyxy boxes
+    "ltrb",  # distances to the left, top, right, bottom box sides
+    "features",  # embeddings
+    "parameters",  # learned tensors fed as inputs (e.g. class centers)
+)
+
+
+@dataclass(frozen=True)
+class Input:
+    """One named input of a loss: symbolic shape, dtype the graph declares, value domain."""
+
+    name: str
+    shape: Shape
+    dtype: str = "float32"
+    domain: str = "logits"
+    grad: bool = False  #: differentiable: gradient graphs and gradient parity cover it
+
+    def __post_init__(self) -> None:
+        if self.domain not in DOMAINS:
+            raise ValueError(f"unknown domain {self.domain!r} for input {self.name!r}")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A parity configuration: parameters, the dims to export at, and the dims to run the graph at."""
+
+    params: Mapping[str, Any]
+    export_dims: Dims
+    run_dims: Sequence[Dims]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything needed to build, export, feed and check one loss.
+
+    Attributes:
+        name: catalog name, also the functional / reference function name.
+        family: module name of the family (``lovasz``: ``lossgraph/lovasz.py``, ``reference/lovasz.py``).
+        module: ``"lossgraph.<family>:<Class>"``, imported lazily by :meth:`build`.
+        params: default parameters (the module's keyword arguments).
+        inputs: input specs, or a function of the parameters returning them.
+        make_inputs: ``(dims, rng, params) -> {name: ndarray}``, seeded example inputs.
+        reference: the reference function (``lossgraph.reference.<name>``).
+        outputs: output names (``("loss",)``, or the keys of a loss set), or a function of the params.
+        grad_of: the output whose gradient gradient graphs give; ``None``: the sum of all outputs.
+        cases: parity configurations (each exported once, run at several shapes).
+        grid: extra parameter sets checked torch-vs-reference in eager mode only.
+        rtol, atol, grad_rtol: tolerances (DESIGN.md defaults); widen only with ``note`` saying why.
+    """
+
+    name: str
+    family: str
+    module: str
+    params: Mapping[str, Any]
+    inputs: Sequence[Input] | Callable[[Mapping[str, Any]], Sequence[Input]]
+    make_inputs: Callable[[Dims, np.random.Generator, Mapping[str, Any]], dict[str, np.ndarray]]
+    reference: Callable[..., Any]
+    cases: Sequence[Case]
+    outputs: Sequence[str] | Callable[[Mapping[str, Any]], Sequence[str]] = ("loss",)
+    grad_of: str | None = "loss"
+    grid: Sequence[Mapping[str, Any]] = ()
+    rtol: float = 1e-5
+    atol: float = 1e-6
+    grad_rtol: float = 1e-4
+    note: str = ""
+    description: str = field(default="")
+
+    # --- parameters -------------------------------------------------------------------------
+    def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults overridden by ``params``; unknown names raise ValueError."""
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            raise ValueError(
+                f"{self.name}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(self.params)) or 'none'}"
+            )
+        return {**self.params, **params}
+
+    def input_specs(self, params: Mapping[str, Any] | None = None) -> tuple[Input, ...]:
+        p = self.resolve(params)
+        return tuple(self.inputs(p) if callable(self.inputs) else self.inputs)
+
+    def output_names(self, params: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+        p = self.resolve(params)
+        return tuple(self.outputs(p) if callable(self.outputs) else self.outputs)
+
+    def grad_inputs(self, params: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+        return tuple(i.name for i in self.input_specs(params) if i.grad)
+
+    # --- construction -------------------------------------------------------------------------
+    def module_class(self) -> type:
+        mod, _, attr = self.module.partition(":")
+        return getattr(importlib.import_module(mod), attr)
+
+    def build(self, **params: Any):
+        """The torch ``nn.Module`` with ``params`` over the defaults (imports torch)."""
+        return self.module_class()(**self.resolve(params))
+
+    def example_inputs(
+        self, dims: Dims | None = None, seed: int = 0, params: Mapping[str, Any] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Seeded example inputs at ``dims`` (default: the first case's export dims), in input order."""
+        p = self.resolve(params)
+        dims = dict(self.cases[0].export_dims if dims is None else dims)
+        arrays = self.make_inputs(dims, np.random.default_rng(seed), p)
+        order = [i.name for i in self.input_specs(p)]
+        return {k: arrays[k] for k in order}
+
+    def ref(self, inputs: Mapping[str, np.ndarray], params: Mapping[str, Any] | None = None, grad: bool = False):
+        """Call the reference on named inputs: value, or ``(value, {input: grad})`` with ``grad``."""
+        p = self.resolve(params)
+        args = [inputs[i.name] for i in self.input_specs(p)]
+        if not grad:
+            return self.reference(*args, **p)
+        value, g = self.reference(*args, **p, grad=True)
+        if not isinstance(g, dict):
+            (only,) = self.grad_inputs(p)
+            g = {only: g}
+        return value, g
+
+    def metadata(self, params: Mapping[str, Any] | None = None) -> dict[str, str]:
+        """The ONNX ``metadata_props`` of a graph of this loss."""
+        from .._version import __version__
+
+        p = self.resolve(params)
+        ins = self.input_specs(p)
+        return {
+            "lossgraph.version": __version__,
+            "lossgraph.loss": self.name,
+            "lossgraph.params": json.dumps(p, sort_keys=True),
+            "lossgraph.input_domains": json.dumps({i.name: i.domain for i in ins}),
+            "lossgraph.input_shapes": json.dumps({i.name: list(i.shape) for i in ins}),
+            "lossgraph.outputs": json.dumps(list(self.output_names(p))),
+        }
+
+
+def _collect() -> dict[str, Spec]:
+    from . import lovasz, focal  # one line per family module
+
+    specs: dict[str, Spec] = {}
+    for family in (lovasz, focal):
+        for spec in family.SPECS:
+            if spec.name in specs:
+                raise RuntimeError(f"duplicate catalog name {spec.name!r}")
+            specs[spec.name] = spec
+    return specs
+
+
+_SPECS: dict[str, Spec] | None = None
+
+
+def _all() -> dict[str, Spec]:
+    global _SPECS
+    if _SPECS is None:
+        _SPECS = _collect()
+    return _SPECS
+
+
+def names() -> list[str]:
+    """Sorted catalog names."""
+    return sorted(_all())
+
+
+def get(name: str) -> Spec:
+    """The spec of ``name``; KeyError lists the known names."""
+    try:
+        return _all()[name]
+    except KeyError:
+        raise KeyError(f"unknown loss {name!r}; known: {', '.join(names())}") from None
+
+
+def specs() -> list[Spec]:
+    return [_all()[n] for n in names()]

@@ -1,0 +1,69 @@
+"""Catalog entries of the Lovász family."""
+
+from __future__ import annotations
+
+from lossgraph import reference as ref
+
+from . import Case, Input, Spec
+from ._inputs import labels, logits, probabilities
+
+IGNORE = 255
+BCHW = ("B", "C", "H", "W")
+BHW = ("B", "H", "W")
+
+_RUN_SEG = ({"B": 3, "C": 5, "H": 17, "W": 31}, {"B": 1, "C": 2, "H": 1, "W": 1}, {"B": 2, "C": 1, "H": 9, "W": 4},
+            {"B": 4, "C": 21, "H": 32, "W": 33})
+_RUN_BIN = ({"B": 3, "H": 17, "W": 31}, {"B": 1, "H": 1, "W": 1}, {"B": 5, "H": 2, "W": 64}, {"B": 2, "H": 65, "W": 48})
+
+
+def _softmax_inputs(d, rng, p):
+    shape = (d["B"], d["C"], d["H"], d["W"])
+    probas = logits(rng, shape) if p["from_logits"] else probabilities(rng, shape)
+    c = d["C"] if d["C"] > 1 else 2
+    return {"probas": probas, "labels": labels(rng, (d["B"], d["H"], d["W"]), c, p["ignore_index"])}
+
+
+def _hinge_inputs(d, rng, p):
+    shape = (d["B"], d["H"], d["W"])
+    return {"logits": logits(rng, shape), "labels": labels(rng, shape, 2, p["ignore_index"])}
+
+
+SPECS = [
+    Spec(
+        name="lovasz_hinge",
+        family="lovasz",
+        module="lossgraph.lovasz:LovaszHinge",
+        params={"per_image": True, "ignore_index": None},
+        inputs=(Input("logits", BHW, "float32", "logits", grad=True), Input("labels", BHW, "int64", "labels")),
+        make_inputs=_hinge_inputs,
+        reference=ref.lovasz_hinge,
+        cases=(
+            Case({}, {"B": 2, "H": 6, "W": 7}, _RUN_BIN),
+            Case({"per_image": False, "ignore_index": IGNORE}, {"B": 2, "H": 6, "W": 7}, _RUN_BIN),
+        ),
+        grid=[{"per_image": pi, "ignore_index": ig} for pi in (True, False) for ig in (None, IGNORE)],
+        description="Binary Lovász hinge (Berman et al. 2018)",
+    ),
+    Spec(
+        name="lovasz_softmax",
+        family="lovasz",
+        module="lossgraph.lovasz:LovaszSoftmax",
+        params={"classes": "present", "per_image": False, "ignore_index": None, "from_logits": False},
+        inputs=(Input("probas", BCHW, "float32", "probabilities", grad=True), Input("labels", BHW, "int64", "labels")),
+        make_inputs=_softmax_inputs,
+        reference=ref.lovasz_softmax,
+        cases=(
+            Case({}, {"B": 2, "C": 4, "H": 6, "W": 7}, _RUN_SEG),
+            Case({"classes": "all", "per_image": True, "ignore_index": IGNORE, "from_logits": True},
+                 {"B": 2, "C": 4, "H": 6, "W": 7}, _RUN_SEG),
+        ),
+        grid=[
+            {"classes": cl, "per_image": pi, "ignore_index": ig, "from_logits": fl}
+            for cl in ("present", "all", [0])
+            for pi in (True, False)
+            for ig in (None, IGNORE)
+            for fl in (False, True)
+        ],
+        description="Multi-class Lovász-Softmax (Berman et al. 2018); C == 1 is the sigmoid form",
+    ),
+]

@@ -1,0 +1,12 @@
+"""NumPy + Numba reference ("oracle") for every catalog loss: float64, value and gradient, no torch.
+
+Every function takes numpy arrays and the same keyword parameters as the torch loss of the same
+name, and returns the value (float, array, or dict for loss sets). With ``grad=True`` it returns
+``(value, grad)`` where ``grad`` is the gradient of the (summed) value with respect to the prediction
+(a dict ``{input_name: array}`` for losses with several differentiable inputs).
+"""
+
+from .focal import sigmoid_focal
+from .lovasz import lovasz_hinge, lovasz_softmax
+
+__all__ = ["lovasz_hinge", "lovasz_softmax", "sigmoid_focal"]
