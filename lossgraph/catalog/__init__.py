@@ -75,6 +75,8 @@ class Spec:
         grad_of: the output whose gradient gradient graphs give; ``None``: the sum of all outputs.
         cases: parity configurations (each exported once, run at several shapes).
         grid: extra parameter sets checked torch-vs-reference in eager mode only.
+        edges: ``params -> {case_name: {input: array}}``: edge inputs (empty masks, all pixels
+            ignored, ...) that the tests run three ways with the first case's graphs.
         rtol, atol, grad_rtol: tolerances (DESIGN.md defaults); widen only with ``note`` saying why.
     """
 
@@ -89,6 +91,7 @@ class Spec:
     outputs: Sequence[str] | Callable[[Mapping[str, Any]], Sequence[str]] = ("loss",)
     grad_of: str | None = "loss"
     grid: Sequence[Mapping[str, Any]] = ()
+    edges: Callable[[Mapping[str, Any]], Mapping[str, Mapping[str, np.ndarray]]] | None = None
     rtol: float = 1e-5
     atol: float = 1e-6
     grad_rtol: float = 1e-4

@@ -1,0 +1,237 @@
+"""The ``lossgraph`` command line: list, export, eval, check, inspect.
+
+User mistakes (unknown loss, bad parameter, wrong inputs, unreadable files) print one line
+``lossgraph: error: ...`` and exit with status 2; failed parity checks exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import time
+import zipfile
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import catalog
+
+
+class UserError(Exception):
+    """A mistake in the command line or its files: reported in one line, no traceback."""
+
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """``["per_image=true", "classes=[0,2]", "reduction=sum"]`` -> dict (JSON values, else strings)."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--param takes key=value; got {item!r}")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = {"True": True, "False": False, "None": None}.get(raw, raw)
+    return params
+
+
+def parse_dims(text: str | None) -> dict[str, int] | None:
+    if not text:
+        return None
+    try:
+        return {k: int(v) for k, v in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise UserError(f"--dims takes NAME=SIZE,...; got {text!r}") from None
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return float(v) if v.ndim == 0 else v.tolist()
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    return v
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for spec in catalog.specs():
+        ins = ", ".join(f"{i.name}{tuple(i.shape)}" for i in spec.input_specs())
+        print(f"{spec.name:<18} {spec.family:<10} {ins}")
+        if args.verbose:
+            print(f"{'':<18} params: {json.dumps(dict(spec.params))}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lossgraph.export import to_onnx
+
+    spec = catalog.get(args.name)
+    params = spec.resolve(parse_params(args.param))
+    dims = parse_dims(args.dims) or spec.cases[0].export_dims
+    module = spec.build(**params)
+    example = spec.example_inputs(dims, params=params)
+    t0 = time.perf_counter()
+    model = to_onnx(module, example, args.output, opset=args.opset, with_grad=args.with_grad)
+    outs = [o.name for o in model.graph.output]
+    print(f"wrote {args.output}: {spec.name} {json.dumps(params)} -> {', '.join(outs)} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def load_npz(path: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise UserError(f"no such file: {path}") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise UserError(f"{path} is not a readable .npz file: {e}") from None
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from lossgraph.export import OnnxLoss
+
+    run = OnnxLoss(args.model, providers=args.provider)
+    inputs = load_npz(args.inputs)
+    extra = sorted(set(inputs) - set(run.input_names))
+    out = run.run(**{k: v for k, v in inputs.items() if k in run.input_names}) if not extra else None
+    if extra:
+        raise UserError(f"{args.inputs} has arrays {', '.join(extra)} that the graph does not take ({', '.join(run.input_names)})")
+    if args.json:
+        print(json.dumps({"file": args.inputs, "provider": run.provider, "outputs": _jsonable(out)}))
+    else:
+        for k, v in out.items():
+            print(f"{k}: {float(v):.8g}" if v.ndim == 0 else f"{k}: array{v.shape} mean {v.mean():.8g}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from . import testing
+
+    if args.all == bool(args.names):
+        raise UserError("check takes loss names or --all")
+    names = catalog.names() if args.all else args.names
+    for n in names:
+        catalog.get(n)
+    cache = testing.GraphCache(args.keep)
+    t0 = time.perf_counter()
+
+    def progress(rows: list) -> None:
+        bad = sum(not r.ok for r in rows)
+        print(f"  {rows[0].name} {json.dumps(rows[0].params)}: {len(rows) - bad}/{len(rows)} ok", file=sys.stderr, flush=True)
+
+    rows = testing.check(names, cache=cache, with_grad=not args.no_grad, providers=args.provider, progress=progress)
+    print(testing.format_table(rows))
+    print(f"exports: {len(cache.seconds)} graphs in {sum(cache.seconds.values()):.1f} s; total {time.perf_counter() - t0:.1f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([r.__dict__ for r in rows], f, indent=1)
+    return 0 if all(r.ok for r in rows) else 1
+
+
+def describe_model(path: str) -> dict[str, Any]:
+    """Inputs (with dynamic dim names), outputs, opset, metadata and op histogram of a graph."""
+    import onnx
+
+    try:
+        model = onnx.load(path)
+    except FileNotFoundError:
+        raise UserError(f"no such file: {path}") from None
+    except Exception as e:  # protobuf DecodeError and friends
+        raise UserError(f"{path} is not a readable ONNX model: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if not model.graph.node and not model.graph.input:
+        raise UserError(f"{path} is not a readable ONNX model: empty graph")
+
+    def shape(vi: Any) -> list[Any]:
+        return [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+
+    def dtype(vi: Any) -> str:
+        return onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name
+
+    ops = collections.Counter(n.op_type for n in model.graph.node)
+    for f in model.functions:
+        ops.update(n.op_type for n in f.node)
+    return {
+        "inputs": [{"name": i.name, "dtype": dtype(i), "shape": shape(i)} for i in model.graph.input],
+        "outputs": [{"name": o.name, "dtype": dtype(o), "shape": shape(o)} for o in model.graph.output],
+        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "metadata": {p.key: p.value for p in model.metadata_props},
+        "ops": dict(ops.most_common()),
+        "nodes": len(model.graph.node),
+    }
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    info = describe_model(args.model)
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"{args.model}: {info['nodes']} nodes, opset {info['opset']}")
+    for kind in ("inputs", "outputs"):
+        print(f"{kind}:")
+        for v in info[kind]:
+            print(f"  {v['name']:<16} {v['dtype']:<8} ({', '.join(map(str, v['shape']))})")
+    print("metadata:")
+    for k, v in info["metadata"].items():
+        print(f"  {k}: {v}")
+    print("ops: " + ", ".join(f"{k}×{n}" for k, n in info["ops"].items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lossgraph", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("list", help="list the catalog")
+    s.add_argument("-v", "--verbose", action="store_true", help="also show default parameters")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("export", help="export a catalog loss to ONNX")
+    s.add_argument("name")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--param", action="append", default=[], metavar="K=V", help="loss parameter (JSON value)")
+    s.add_argument("--opset", type=int, default=None)
+    s.add_argument("--dims", help="export-time sizes, e.g. B=2,C=3,H=5,W=7 (the graph stays dynamic)")
+    s.add_argument("--with-grad", action="store_true", help="also output grad_<input> for differentiable inputs")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("eval", help="run an exported graph on inputs from an .npz file")
+    s.add_argument("model")
+    s.add_argument("inputs")
+    s.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("check", help="three-way parity: torch vs ONNX (onnxruntime) vs reference")
+    s.add_argument("names", nargs="*")
+    s.add_argument("--all", action="store_true")
+    s.add_argument("--no-grad", action="store_true", help="skip the gradient graphs")
+    s.add_argument("--provider", default="cpu", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--keep", metavar="DIR", help="write the exported graphs to DIR")
+    s.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("inspect", help="show an ONNX graph's inputs, outputs, opset, metadata, ops")
+    s.add_argument("model")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_inspect)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from lossgraph.export.runner import OnnxLossError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UserError, OnnxLossError, ValueError, TypeError, KeyError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"lossgraph: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
