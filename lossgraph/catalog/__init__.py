@@ -77,6 +77,8 @@ class Spec:
         grid: extra parameter sets checked torch-vs-reference in eager mode only.
         edges: ``params -> {case_name: {input: array}}``: edge inputs (empty masks, all pixels
             ignored, ...) that the tests run three ways with the first case's graphs.
+        bench_dims: the realistic size benchmarks time (segmentation 8x21x256x256, matting
+            8x1x512x512, FCOS 5 levels of a 512x512 input, boxes N=100k).
         rtol, atol, grad_rtol: tolerances (DESIGN.md defaults); widen only with ``note`` saying why.
     """
 
@@ -92,6 +94,7 @@ class Spec:
     grad_of: str | None = "loss"
     grid: Sequence[Mapping[str, Any]] = ()
     edges: Callable[[Mapping[str, Any]], Mapping[str, Mapping[str, np.ndarray]]] | None = None
+    bench_dims: Dims | None = None
     rtol: float = 1e-5
     atol: float = 1e-6
     grad_rtol: float = 1e-4

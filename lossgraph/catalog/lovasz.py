@@ -42,6 +42,7 @@ SPECS = [
             Case({"per_image": False, "ignore_index": IGNORE}, {"B": 2, "H": 6, "W": 7}, _RUN_BIN),
         ),
         grid=[{"per_image": pi, "ignore_index": ig} for pi in (True, False) for ig in (None, IGNORE)],
+        bench_dims={"B": 8, "H": 256, "W": 256},
         description="Binary Lovász hinge (Berman et al. 2018)",
     ),
     Spec(
@@ -64,6 +65,7 @@ SPECS = [
             for ig in (None, IGNORE)
             for fl in (False, True)
         ],
+        bench_dims={"B": 8, "C": 21, "H": 256, "W": 256},
         description="Multi-class Lovász-Softmax (Berman et al. 2018); C == 1 is the sigmoid form",
     ),
 ]
