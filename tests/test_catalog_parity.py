@@ -18,7 +18,13 @@ from lossgraph.testing import Row, check_case, check_inputs, compare, reference_
 NAMES = catalog.names()
 CASES = [(n, k) for n in NAMES for k in range(len(catalog.get(n).cases))]
 GRID = [(n, k) for n in NAMES for k in range(len(catalog.get(n).grid))]
-EDGES = [(n, e) for n in NAMES if catalog.get(n).edges for e in catalog.get(n).edges(catalog.get(n).resolve())]
+EDGES = [
+    (n, k, e)
+    for n in NAMES
+    if catalog.get(n).edges
+    for k, case in enumerate(catalog.get(n).cases)
+    for e in catalog.get(n).edges(catalog.get(n).resolve(case.params))
+]
 
 
 def _fail_report(rows: list[Row]) -> str:
@@ -47,11 +53,11 @@ def test_option_grid_torch_vs_reference(name, k):
     assert all(r.ok for r in rows), _fail_report(rows)
 
 
-@pytest.mark.parametrize("name,edge", EDGES)
-def test_edge_inputs_three_ways(name, edge, graphs):
+@pytest.mark.parametrize("name,case,edge", EDGES)
+def test_edge_inputs_three_ways(name, case, edge, graphs):
     """Documented edge inputs (empty masks, all ignored, ...): finite and equal in all three."""
     spec = catalog.get(name)
-    case = spec.cases[0]
+    case = spec.cases[case]
     params = spec.resolve(case.params)
     inputs = spec.edges(params)[edge]
     value = OnnxLoss(graphs.get(spec, params, case.export_dims, False), providers="cpu")

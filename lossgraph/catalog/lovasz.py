@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from lossgraph import reference as ref
 
 from . import Case, Input, Spec
@@ -28,6 +30,37 @@ def _hinge_inputs(d, rng, p):
     return {"logits": logits(rng, shape), "labels": labels(rng, shape, 2, p["ignore_index"])}
 
 
+def _softmax_edges(p):
+    rng = np.random.default_rng(7)
+    d = {"B": 2, "C": 3, "H": 4, "W": 5}
+    base = _softmax_inputs(d, rng, p)
+    out = {
+        "only_class_0": {**base, "labels": np.zeros_like(base["labels"])},
+        "one_pixel": _softmax_inputs({"B": 1, "C": 3, "H": 1, "W": 1}, rng, p),
+    }
+    if p["ignore_index"] is not None:
+        out["all_ignored"] = {**base, "labels": np.full_like(base["labels"], p["ignore_index"])}
+        one = base["labels"].copy()
+        one[0] = p["ignore_index"]  # the first image entirely ignored
+        out["first_image_ignored"] = {**base, "labels": one}
+    return out
+
+
+def _hinge_edges(p):
+    rng = np.random.default_rng(8)
+    base = _hinge_inputs({"B": 2, "H": 4, "W": 5}, rng, p)
+    out = {
+        "all_background": {**base, "labels": np.zeros_like(base["labels"])},
+        "all_foreground": {**base, "labels": np.ones_like(base["labels"])},
+    }
+    if p["ignore_index"] is not None:
+        out["all_ignored"] = {**base, "labels": np.full_like(base["labels"], p["ignore_index"])}
+        one = base["labels"].copy()
+        one[1] = p["ignore_index"]
+        out["second_image_ignored"] = {**base, "labels": one}
+    return out
+
+
 SPECS = [
     Spec(
         name="lovasz_hinge",
@@ -36,6 +69,7 @@ SPECS = [
         params={"per_image": True, "ignore_index": None},
         inputs=(Input("logits", BHW, "float32", "logits", grad=True), Input("labels", BHW, "int64", "labels")),
         make_inputs=_hinge_inputs,
+        edges=_hinge_edges,
         reference=ref.lovasz_hinge,
         cases=(
             Case({}, {"B": 2, "H": 6, "W": 7}, _RUN_BIN),
@@ -52,6 +86,7 @@ SPECS = [
         params={"classes": "present", "per_image": False, "ignore_index": None, "from_logits": False},
         inputs=(Input("probas", BCHW, "float32", "probabilities", grad=True), Input("labels", BHW, "int64", "labels")),
         make_inputs=_softmax_inputs,
+        edges=_softmax_edges,
         reference=ref.lovasz_softmax,
         cases=(
             Case({}, {"B": 2, "C": 4, "H": 6, "W": 7}, _RUN_SEG),
