@@ -152,7 +152,7 @@ class OnnxLoss:
             kind, want_kind = dtype_kind(x.dtype), dtype_kind(np.dtype(want))
             if want_kind == "f" and kind not in "fb" or want_kind in "ib" and kind not in "ib":
                 raise TypeError(
-                    f"{loss}: {spec.name} must be a {'float' if want_kind == 'f' else 'integer'} array "
+                    f"{loss}: {spec.name} must be {'a float' if want_kind == 'f' else 'an integer'} array "
                     f"({np.dtype(want).name}); got dtype {x.dtype}"
                 )
             sym = [d if isinstance(d, (int, str)) and d is not None else "?" for d in spec.shape]

@@ -37,7 +37,7 @@ def sigmoid_focal(
     Example:
         >>> x = torch.tensor([[-2.0, 3.0]]); t = torch.tensor([[0.0, 1.0]])
         >>> round(float(sigmoid_focal(x, t, reduction="sum")), 6)
-        0.001057
+        0.00138
     """
     fn = "sigmoid_focal"
     check_dtype(fn, "logits", logits, "f", "a float tensor")

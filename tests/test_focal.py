@@ -1,0 +1,95 @@
+"""Sigmoid focal loss: torchvision's formula, hand-computed values, stability at extreme logits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import lossgraph as lg
+from lossgraph import reference as ref
+
+F = lg.functional
+
+
+def _sig(z):
+    return 1 / (1 + math.exp(-z))
+
+
+def test_hand_computed_value():
+    # t=0 at x=-2: alpha_t = 0.75, BCE = -log(1 - σ(-2)), (1 - p_t) = σ(-2); t=1 at x=3: 0.25, -log σ(3), 1 - σ(3)
+    want = 0.75 * -math.log(1 - _sig(-2)) * _sig(-2) ** 2 + 0.25 * -math.log(_sig(3)) * (1 - _sig(3)) ** 2
+    x, t = np.array([[-2.0, 3.0]]), np.array([[0.0, 1.0]])
+    assert F.sigmoid_focal(torch.tensor(x), torch.tensor(t), reduction="sum").item() == pytest.approx(want, rel=1e-12)
+    assert ref.sigmoid_focal(x, t, reduction="sum") == pytest.approx(want, rel=1e-12)
+    assert ref.sigmoid_focal(x, t, reduction="mean") == pytest.approx(want / 2, rel=1e-12)
+    none = ref.sigmoid_focal(x, t, alpha=-1, gamma=0, reduction="none")
+    np.testing.assert_allclose(none, [[-math.log(1 - _sig(-2)), -math.log(_sig(3))]], rtol=1e-12)
+
+
+def _torchvision_formula(x, t, alpha, gamma):
+    """torchvision.ops.sigmoid_focal_loss as documented, in torch, reduction='none'."""
+    p = torch.sigmoid(x)
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(x, t, reduction="none")
+    p_t = p * t + (1 - p) * (1 - t)
+    loss = ce * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+    return loss
+
+
+@pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (-1.0, 0.0), (0.5, 1.0), (0.9, 3.5)])
+def test_equals_torchvision_formula(alpha, gamma):
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.standard_normal((3, 4, 5, 6)) * 3)
+    t = torch.tensor((rng.random((3, 4, 5, 6)) < 0.3).astype(np.float64))
+    want = _torchvision_formula(x, t, alpha, gamma)
+    got = F.sigmoid_focal(x, t, alpha=alpha, gamma=gamma, reduction="none")
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-15)
+    assert F.sigmoid_focal(x, t, alpha, gamma, "mean").item() == pytest.approx(want.mean().item(), rel=1e-12)
+    assert F.sigmoid_focal(x, t, alpha, gamma, "sum").item() == pytest.approx(want.sum().item(), rel=1e-12)
+
+
+def test_reference_gradient_matches_finite_differences():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3)) * 2
+    t = rng.random((2, 3))  # soft targets too
+    _, g = ref.sigmoid_focal(x, t, gamma=1.5, grad=True)
+    h = 1e-6
+    fd = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = h
+        fd[i] = (ref.sigmoid_focal(x + e, t, gamma=1.5) - ref.sigmoid_focal(x - e, t, gamma=1.5)) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-10)
+
+
+def test_extreme_logits_are_finite_and_exact():
+    x = torch.tensor([[1e4, -1e4, 1e4, -1e4]], requires_grad=True)
+    t = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
+    v = F.sigmoid_focal(x, t, reduction="none")
+    (g,) = torch.autograd.grad(v.sum(), x)
+    # right answers cost 0; wrong ones cost alpha_t * |x| (BCE ~ |x|, (1 - p_t) = 1)
+    np.testing.assert_allclose(v.detach().numpy(), [[0.0, 0.0, 0.75e4, 0.25e4]], rtol=1e-6)
+    assert torch.isfinite(g).all()
+    np.testing.assert_allclose(g.numpy(), [[0.0, 0.0, 0.75, -0.25]], atol=1e-6)
+    ref_v, ref_g = ref.sigmoid_focal(x.detach().numpy(), t.numpy(), reduction="none", grad=True)
+    np.testing.assert_allclose(ref_v, v.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ref_g, g.numpy(), atol=1e-6)
+
+
+def test_fp16_input_computes_in_fp32():
+    x = torch.randn(2, 3, 64, 64).half()
+    t = (torch.rand(2, 3, 64, 64) < 0.5).half()
+    out = F.sigmoid_focal(x, t, reduction="sum")
+    assert out.dtype == torch.float32
+    assert out.item() == pytest.approx(ref.sigmoid_focal(x.float().numpy(), t.float().numpy(), reduction="sum"), rel=1e-5)
+
+
+def test_bad_reduction():
+    with pytest.raises(ValueError, match="sigmoid_focal: reduction must be one of"):
+        F.sigmoid_focal(torch.zeros(2), torch.zeros(2), reduction="avg")
+    with pytest.raises(ValueError, match="sigmoid_focal: reduction must be one of"):
+        ref.sigmoid_focal(np.zeros(2), np.zeros(2), reduction="avg")
