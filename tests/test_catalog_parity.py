@@ -205,3 +205,6 @@ def test_graph_metadata_and_dynamic_dims(name, graphs):
         dims = [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
         assert dims == list(i.shape), (vi.name, dims, i.shape)
     assert [o.name for o in model.graph.output] == list(spec.output_names(params))
+    grad_model = onnx.load(graphs.get(spec, params, case.export_dims, True))
+    grads = [f"grad_{i.name}" for i in ins if i.grad]
+    assert [o.name for o in grad_model.graph.output] == [*spec.output_names(params), *grads]
