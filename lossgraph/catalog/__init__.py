@@ -171,10 +171,14 @@ class Spec:
 
 
 def _collect() -> dict[str, Spec]:
-    from . import lovasz, focal  # one line per family module
+    """Every ``SPECS`` list of the family modules in this package (``_``-prefixed modules are helpers)."""
+    import pkgutil
 
     specs: dict[str, Spec] = {}
-    for family in (lovasz, focal):
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        family = importlib.import_module(f"{__name__}.{info.name}")
         for spec in family.SPECS:
             if spec.name in specs:
                 raise RuntimeError(f"duplicate catalog name {spec.name!r}")
