@@ -143,18 +143,24 @@ def to_onnx(
 
     dynamic_shapes = None
     if dynamic:
-        dims = {s: torch.export.Dim(s) for i in ins for s in i.shape if isinstance(s, str)}
+        lows = spec.min_sizes(params)
+        dims = {s: torch.export.Dim(s, min=lows[s]) if s in lows else torch.export.Dim(s)
+                for i in ins for s in i.shape if isinstance(s, str)}
         dynamic_shapes = (tuple({k: dims[s] for k, s in enumerate(i.shape) if isinstance(s, str)} for i in ins),)
 
     module.eval()
     with tracing(), _quiet():
+        # Guards the symbolic shape solver cannot prove (sizes like 2·(H // 2) in pyramids) become
+        # runtime asserts instead of specialising the dims; the default export then falls back slowly.
+        exported = torch.export.export(
+            module, args, dynamic_shapes=dynamic_shapes, strict=False, prefer_deferred_runtime_asserts_over_guards=True
+        )
         program = torch.onnx.export(
-            module,
+            exported,
             args,
             dynamo=True,
             input_names=[i.name for i in ins],
             output_names=out_names,
-            dynamic_shapes=dynamic_shapes,
             opset_version=opset,
             optimize=True,
             verbose=False,

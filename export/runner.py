@@ -171,6 +171,14 @@ class OnnxLoss:
                         )
                     bound.setdefault(s, (d, spec.name))
             feeds[spec.name] = np.ascontiguousarray(x, dtype=want)
+        low = json.loads(self.metadata.get("lossgraph.min_dims", "{}"))
+        small = {s: bound[s] for s in low if s in bound and bound[s][0] < low[s]}
+        if small:
+            s, (d, name) = next(iter(small.items()))
+            raise OnnxLossError(
+                f"{loss}: {name} is too small: {s} = {d}, the graph needs {s} >= {low[s]} "
+                f"(minimum sizes {', '.join(f'{k} >= {v}' for k, v in low.items())})"
+            )
         return feeds
 
     def run(self, *args: Any, **kwargs: Any) -> dict[str, np.ndarray]:

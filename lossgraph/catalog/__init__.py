@@ -77,6 +77,8 @@ class Spec:
         grid: extra parameter sets checked torch-vs-reference in eager mode only.
         edges: ``params -> {case_name: {input: array}}``: edge inputs (empty masks, all pixels
             ignored, ...) that the tests run three ways with the first case's graphs.
+        min_dims: smallest sizes of symbolic dims (``{"H": 64, "W": 64}``), or a function of the
+            params; the export declares them and the runner refuses smaller inputs.
         bench_dims: the realistic size benchmarks time (segmentation 8x21x256x256, matting
             8x1x512x512, FCOS 5 levels of a 512x512 input, boxes N=100k).
         rtol, atol, grad_rtol: tolerances (DESIGN.md defaults); widen only with ``note`` saying why.
@@ -95,6 +97,7 @@ class Spec:
     grid: Sequence[Mapping[str, Any]] = ()
     edges: Callable[[Mapping[str, Any]], Mapping[str, Mapping[str, np.ndarray]]] | None = None
     bench_dims: Dims | None = None
+    min_dims: Dims | Callable[[Mapping[str, Any]], Dims] = field(default_factory=dict)
     rtol: float = 1e-5
     atol: float = 1e-6
     grad_rtol: float = 1e-4
@@ -119,6 +122,10 @@ class Spec:
     def output_names(self, params: Mapping[str, Any] | None = None) -> tuple[str, ...]:
         p = self.resolve(params)
         return tuple(self.outputs(p) if callable(self.outputs) else self.outputs)
+
+    def min_sizes(self, params: Mapping[str, Any] | None = None) -> dict[str, int]:
+        p = self.resolve(params)
+        return dict(self.min_dims(p) if callable(self.min_dims) else self.min_dims)
 
     def grad_inputs(self, params: Mapping[str, Any] | None = None) -> tuple[str, ...]:
         return tuple(i.name for i in self.input_specs(params) if i.grad)
@@ -167,6 +174,7 @@ class Spec:
             "lossgraph.input_domains": json.dumps({i.name: i.domain for i in ins}),
             "lossgraph.input_shapes": json.dumps({i.name: list(i.shape) for i in ins}),
             "lossgraph.outputs": json.dumps(list(self.output_names(p))),
+            "lossgraph.min_dims": json.dumps(self.min_sizes(p)),
         }
 
 
