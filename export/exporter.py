@@ -161,6 +161,7 @@ def to_onnx(
             dynamo=True,
             input_names=[i.name for i in ins],
             output_names=out_names,
+            dynamic_shapes=dynamic_shapes,  # with a program: only names the ONNX dims (B, H, ...)
             opset_version=opset,
             optimize=True,
             verbose=False,

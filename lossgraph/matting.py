@@ -88,8 +88,10 @@ def _bce(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def _focal(p: torch.Tensor, t: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
-    p_t = p * t + (1 - p) * (1 - t)
-    loss = _bce(p, t) * (1 - p_t) ** gamma
+    q = 1 - (p * t + (1 - p) * (1 - t))  # 1 - p_t
+    # q^γ with a zero (not NaN: 0·q^(γ-1) with γ < 1) gradient where q = 0, i.e. p = t ∈ {0, 1}
+    pos = q > 0
+    loss = _bce(p, t) * torch.where(pos, torch.where(pos, q, torch.ones_like(q)) ** gamma, torch.full_like(q, 0.0**gamma))
     if alpha >= 0:
         loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
     return loss

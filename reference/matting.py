@@ -77,8 +77,11 @@ def _focal(alpha, gamma):
         b, db = _bce(p, t)
         q = 1 - (p * t + (1 - p) * (1 - t))  # 1 - p_t, dq/dp = 1 - 2t
         a = alpha * t + (1 - alpha) * (1 - t) if alpha >= 0 else np.ones_like(p)
-        qg1 = gamma * q ** (gamma - 1) if gamma != 0 else np.zeros_like(q)
-        return a * q**gamma * b, a * (qg1 * (1 - 2 * t) * b + q**gamma * db)
+        pos = q > 0
+        safe = np.where(pos, q, 1.0)
+        qg = np.where(pos, safe**gamma, 0.0**gamma)
+        qg1 = np.where(pos, gamma * safe ** (gamma - 1), 0.0)  # the limit: q^γ·BCE ~ q^(1+γ) near q = 0
+        return a * qg * b, a * (qg1 * (1 - 2 * t) * b + qg * db)
 
     return f
 
