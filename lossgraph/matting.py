@@ -148,35 +148,34 @@ def _reflect(q: torch.Tensor, n) -> torch.Tensor:
     return torch.where(q < 0, -q, torch.where(q > n - 1, 2 * (n - 1) - q, q))
 
 
-def _blur_matrix(rows: torch.Tensor, cols: torch.Tensor, n, step: int, gain: float, dtype: torch.dtype) -> torch.Tensor:
-    """``M[r, c] = Σ_k gain·w_k/16 · [reflect_n(rows[r] + k - 2) == step·cols[c]]``.
-
-    Row ``r`` of ``M @ x`` is the binomial blur (reflect padding 2, length ``n``) at position ``rows[r]``
-    of the signal ``z`` with ``z[step·c] = x[c]`` and zeros elsewhere: ``step=1`` is a plain blur,
-    ``step=2`` blurs the zero-inserted (×2 upsampled) signal.
-    """
+def _band(rows: torch.Tensor, width, gain: float, dtype: torch.dtype) -> torch.Tensor:
+    """``T[r, q] = gain·w[q - rows[r]] / 16`` for ``0 <= q - rows[r] < 5``, else 0 (binomial ``w``):
+    row ``r`` blurs a reflect-padded signal at position ``rows[r]``."""
+    k = torch.arange(width)[None, :] - rows[:, None]
     out = None
-    for k, w in enumerate(BINOMIAL):
-        hit = (_reflect(rows[:, None] + (k - 2), n) == step * cols[None, :]).to(dtype) * (gain * w / 16.0)
-        out = hit if out is None else out + hit
+    for j, w in enumerate(BINOMIAL):
+        term = (k == j).to(dtype) * (gain * w / 16.0)
+        out = term if out is None else out + term
     return out
 
 
 def _level_operators(s, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Operators ``(C, D, P)`` for an axis of length ``s``, each applied as ``M @ x`` along it.
 
-    ``C`` (e × s) crops to the even length ``e = 2·(s // 2)``; ``D`` (s//2 × s) crops, blurs and keeps
-    every second entry; ``P = U·D`` (e × s), ``U`` (e × s//2) being zero insertion ×2 then the blur
-    with gain 2 (the 5×5 kernel times 4 over both axes). Built from ``arange`` comparisons, so sizes
-    stay symbolic and nothing is sliced (slicing to ``2·(s // 2)`` makes the exporter specialise s).
+    ``C`` (e × s) crops to the even length ``e = 2·(s // 2)``; ``D = T_down·R·C`` (s//2 × s) pads by
+    reflection (``R``, (e+4) × e), blurs and keeps every second entry; ``P = T_up·R·Z·D`` (e × s),
+    ``Z`` (e × s//2) being zero insertion ×2 and ``T_up`` the blur with gain 2 (the 5×5 kernel
+    times 4 over both axes). Built from ``arange`` comparisons, so sizes stay symbolic and nothing is
+    sliced (slicing to ``2·(s // 2)`` makes the exporter specialise s).
     """
     half = s // 2
     e = 2 * half
-    src = torch.arange(s)
-    even = torch.arange(e)
-    crop = (even[:, None] == src[None, :]).to(dtype)
-    down = _blur_matrix(2 * torch.arange(half), src, e, 1, 1.0, dtype)
-    up = _blur_matrix(even, torch.arange(half), e, 2, 2.0, dtype)
+    even, halves = torch.arange(e), torch.arange(half)
+    crop = (even[:, None] == torch.arange(s)[None, :]).to(dtype)
+    pad = (_reflect(torch.arange(e + 4) - 2, e)[:, None] == even[None, :]).to(dtype)
+    insert = (even[:, None] == 2 * halves[None, :]).to(dtype)
+    down = _band(2 * halves, e + 4, 1.0, dtype) @ (pad @ crop)
+    up = _band(even, e + 4, 2.0, dtype) @ (pad @ insert)
     return crop, down, up @ down
 
 
