@@ -10,8 +10,10 @@ with ``r = mask`` (unknown region) or ``1 - mask`` (known region). The default `
 normaliser ``B·512²/Σ mask`` exactly (written for 512×512 crops).
 
 The Laplacian term compares 5-level Laplacian pyramids (binomial 5×5 kernel, reflect padding); it is
-linear, so the pyramid of ``pred - target`` is built once. Blurs are separable 5-tap sums of shifted
-slices and upsampling is zero insertion by stack + reshape: plain ops whose gradients export.
+linear, so the pyramid of ``pred - target`` is built once. Each level is a product with small
+per-axis operator matrices (crop, reflect pad, blur, ``[::2]``, zero insertion) built from ``arange``
+comparisons: sizes stay symbolic (a graph exported at 64×64 runs at any size >= 64) and the gradient
+is plain MatMul. Sobel gradients are sums of shifted slices of a zero-padded image.
 """
 
 from __future__ import annotations
@@ -425,11 +427,6 @@ def _build_terms(fn: str, keys: Sequence[str], area: float | None, levels: int) 
         cls = TERMS[k]
         out[k] = cls(levels=levels) if cls is Laplacian else cls(area=area)
     return out
-
-
-def matting_min_size(keys: Sequence[str], levels: int) -> int:
-    """Smallest H, W a loss set accepts (the Laplacian's, when it is in the set; else 1)."""
-    return laplacian_min_size(levels) if "laplacian" in keys else 1
 
 
 class MattingSet(LossModule):
