@@ -1,6 +1,21 @@
 """Functional form of every catalog loss: ``lossgraph.functional.<name>(*inputs, **params)``."""
 
-from .focal import sigmoid_focal
+from .crossentropy import binary_xloss, ce_dice, cross_entropy
+from .dice import dice, soft_dice
+from .focal import focal, sigmoid_focal
 from .lovasz import lovasz_hinge, lovasz_softmax
+from .metrics import iou, iou_binary
 
-__all__ = ["lovasz_hinge", "lovasz_softmax", "sigmoid_focal"]
+__all__ = [
+    "binary_xloss",
+    "ce_dice",
+    "cross_entropy",
+    "dice",
+    "focal",
+    "iou",
+    "iou_binary",
+    "lovasz_hinge",
+    "lovasz_softmax",
+    "sigmoid_focal",
+    "soft_dice",
+]
