@@ -121,7 +121,7 @@ def focal(
     logpt, safe = log_softmax_at_labels(x, labels, valid)
     loss = -((1.0 - torch.exp(logpt)) ** gamma) * logpt
     if isinstance(alpha, (int, float)):
-        loss = loss * torch.where(safe == 0, float(alpha), 1.0 - float(alpha)).to(x.dtype)
+        loss = loss * torch.where(safe == 0, torch.full_like(loss, alpha), torch.full_like(loss, 1.0 - alpha))
     elif alpha is not None:
         loss = loss * class_weights(alpha, safe, x.dtype)
     loss = torch.where(valid, loss, torch.zeros_like(loss))

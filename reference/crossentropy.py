@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ._util import class_table, reduce, segmentation_inputs
+from ._util import class_table, reduce, segmentation_inputs, sigmoid
 from .dice import dice
 
 
@@ -92,7 +92,7 @@ def binary_xloss(logits, labels, ignore_index: int | None = None, grad: bool = F
     value = float(bce[valid].sum() / n) if n else 0.0
     if not grad:
         return value
-    return value, np.where(valid, (1.0 / (1.0 + np.exp(-x)) - y) / max(n, 1), 0.0)
+    return value, np.where(valid, (sigmoid(x) - y) / max(n, 1), 0.0)
 
 
 def ce_dice(logits, labels, smooth: float = 1.0, ignore_index: int | None = 255, weight=None, grad: bool = False):
