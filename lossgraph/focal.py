@@ -93,6 +93,7 @@ def focal(
         labels: ``(B, H, W)`` integers in ``[0, C)`` or ``ignore_index``.
         gamma: focusing parameter (``γ = 0`` is cross-entropy). The gradient flows through
             ``(1 - p_y)^γ`` too (the common code's ``pt.data`` detaches it; that is not the loss's gradient).
+            Where ``p_y == 1`` exactly (saturated logits) the term and its gradient are 0 for any ``γ > 0``.
         alpha: ``None`` (no weighting), a scalar ``α`` meaning the class weights
             ``[α, 1-α, 1-α, ...]`` (class 0 against the rest), or a per-class list of length C.
         ignore_index: label value whose pixels are ignored.
@@ -119,7 +120,13 @@ def focal(
     x = to_acc(logits)
     valid = valid_mask(labels, ignore_index)
     logpt, safe = log_softmax_at_labels(x, labels, valid)
-    loss = -((1.0 - torch.exp(logpt)) ** gamma) * logpt
+    q = 1.0 - torch.exp(logpt)
+    if gamma == 0:
+        mod = torch.ones_like(q)
+    else:  # q = 0 (p_y = 1 exactly) gives 0 and a zero gradient, also for 0 < γ < 1 (no inf · 0)
+        pos = q > 0
+        mod = torch.where(pos, torch.where(pos, q, torch.ones_like(q)) ** gamma, torch.zeros_like(q))
+    loss = -mod * logpt
     if isinstance(alpha, (int, float)):
         loss = loss * torch.where(safe == 0, torch.full_like(loss, alpha), torch.full_like(loss, 1.0 - alpha))
     elif alpha is not None:

@@ -39,8 +39,10 @@ def softmax_nll(x, labels, valid, weights, gamma):
             w = weights[y]
             if gamma == 0.0:
                 mod, dmod = 1.0, 0.0
-            else:
+            elif q > 0.0:
                 mod, dmod = q**gamma, -gamma * q ** (gamma - 1.0) * p
+            else:  # p = 1: the loss is 0 and so is its gradient (log p = 0), for any γ > 0
+                mod, dmod = 0.0, 0.0
             loss[b, i] = -w * mod * logp
             dl = -w * (mod + logp * dmod)
             for c in range(c_n):
@@ -49,13 +51,13 @@ def softmax_nll(x, labels, valid, weights, gamma):
     return loss, grad
 
 
-def pixel_losses(fn, logits, labels, ignore_index, table_name, table, gamma, default=1.0):
+def pixel_losses(fn, logits, labels, ignore_index, table_name, table, gamma):
     """Validated inputs -> (x, valid, per-pixel loss (B, H, W), per-pixel grad (B, C, H, W), weights)."""
     x, lab, valid, c = segmentation_inputs(fn, "logits", logits, labels, ignore_index)
     if table is not None and np.isscalar(table):  # focal's scalar alpha: [α, 1-α, 1-α, ...]
         w = np.where(np.arange(c) == 0, float(table), 1.0 - float(table))
     else:
-        w = class_table(fn, table_name, table, c, default)
+        w = class_table(fn, table_name, table, c)
     b = x.shape[0]
     safe = np.where(valid, lab, 0)
     loss, g = softmax_nll(x.reshape(b, c, -1), safe.reshape(b, -1), valid.reshape(b, -1), w, float(gamma))

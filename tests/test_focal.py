@@ -179,6 +179,21 @@ def test_softmax_focal_extreme_logits():
     np.testing.assert_allclose(g.numpy()[0, :, 0], [[0.0, -0.25], [0.0, 0.25]], atol=1e-6)
 
 
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
+def test_softmax_focal_saturated_pixels_have_zero_loss_and_gradient(gamma):
+    """p_y == 1 exactly: (1 - p_y)^γ is 0; its derivative is infinite for γ < 1, yet the total
+    gradient (times log p_y = 0) has limit 0, which torch and the reference both give."""
+    x = torch.tensor([[[[1e4, 0.3]], [[-1e4, -0.4]], [[0.0, 1.2]]]], requires_grad=True)
+    y = torch.tensor([[[0, 2]]])
+    v = F.focal(x, y, gamma=gamma, reduction="none")
+    (g,) = torch.autograd.grad(v.sum(), x)
+    assert v[0, 0, 0].item() == 0.0 and torch.isfinite(g).all()
+    np.testing.assert_array_equal(g[0, :, 0, 0].numpy(), [0.0, 0.0, 0.0])
+    rv, rg = ref.focal(x.detach().double().numpy(), y.numpy(), gamma=gamma, reduction="none", grad=True)
+    np.testing.assert_allclose(v.detach().numpy(), rv, rtol=1e-6)
+    np.testing.assert_allclose(g.numpy(), rg, rtol=1e-5, atol=1e-7)
+
+
 def test_softmax_focal_bad_alpha_length():
     x, y = _seg((1, 3, 2, 2))
     with pytest.raises(ValueError, match=r"focal: alpha must have one value per class \(C = 3\); got 4"):
