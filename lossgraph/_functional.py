@@ -135,6 +135,8 @@ def check_class_list(fn: str, name: str, values: Any, num_classes: Any) -> list[
     """A per-class parameter list (``weight``, ``alpha``): floats, one per class (checked in eager mode)."""
     if values is None:
         return None
+    if isinstance(values, (int, float, str)):
+        raise TypeError(f"{fn}: {name} must be a list of per-class values; got {values!r}")
     values = [float(v) for v in values]
     if not is_tracing() and len(values) != num_classes:
         raise ValueError(f"{fn}: {name} must have one value per class (C = {num_classes}); got {len(values)}")

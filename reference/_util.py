@@ -81,6 +81,8 @@ def class_table(fn: str, name: str, values: Any, num_classes: int, default: floa
     """A per-class parameter as a float64 ``(C,)`` array (``default`` everywhere when ``values`` is None)."""
     if values is None:
         return np.full(num_classes, default)
+    if np.isscalar(values):
+        raise TypeError(f"{fn}: {name} must be a list of per-class values; got {values!r}")
     table = np.asarray([float(v) for v in values], dtype=np.float64)
     if table.shape[0] != num_classes:
         raise ValueError(f"{fn}: {name} must have one value per class (C = {num_classes}); got {table.shape[0]}")

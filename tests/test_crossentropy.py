@@ -69,7 +69,9 @@ def test_all_ignored_gives_zero_where_torch_gives_nan(tmp_path):
         assert rv == 0.0 and not rg.any()
     # and in the exported graph, at another shape than the export one
     path = tmp_path / "ce.onnx"
-    to_onnx(lg.CrossEntropy(), [x.astype(np.float32), y], path)
+    model = to_onnx(lg.CrossEntropy(), [x.astype(np.float32), y], path)
+    ops = {n.op_type for n in model.graph.node}
+    assert "LogSoftmax" in ops and "SoftmaxCrossEntropyLoss" not in ops  # no CPU-only node under CUDA
     x2, y2 = _inputs((3, 5, 2, 9), seed=3)
     y2[:] = 255
     assert OnnxLoss(path, providers="cpu")(x2.astype(np.float32), y2) == 0.0
@@ -81,6 +83,10 @@ def test_cross_entropy_bad_weight_length():
         F.cross_entropy(torch.tensor(x), torch.tensor(y), weight=[1, 2])
     with pytest.raises(ValueError, match=r"cross_entropy: weight must have one value per class \(C = 3\); got 2"):
         ref.cross_entropy(x, y, weight=[1, 2])
+    with pytest.raises(TypeError, match="cross_entropy: weight must be a list of per-class values"):
+        F.cross_entropy(torch.tensor(x), torch.tensor(y), weight=2.0)
+    with pytest.raises(TypeError, match="cross_entropy: weight must be a list of per-class values"):
+        ref.cross_entropy(x, y, weight=2.0)
     with pytest.raises(ValueError, match="cross_entropy: reduction must be one of"):
         F.cross_entropy(torch.tensor(x), torch.tensor(y), reduction="avg")
 
