@@ -51,10 +51,10 @@ def softmax_nll(x, labels, valid, weights, gamma):
     return loss, grad
 
 
-def pixel_losses(fn, logits, labels, ignore_index, table_name, table, gamma):
+def pixel_losses(fn, logits, labels, ignore_index, table_name, table, gamma, scalar_alpha=False):
     """Validated inputs -> (x, valid, per-pixel loss (B, H, W), per-pixel grad (B, C, H, W), weights)."""
     x, lab, valid, c = segmentation_inputs(fn, "logits", logits, labels, ignore_index)
-    if table is not None and np.isscalar(table):  # focal's scalar alpha: [α, 1-α, 1-α, ...]
+    if scalar_alpha and np.isscalar(table):  # focal's scalar alpha: [α, 1-α, 1-α, ...]
         w = np.where(np.arange(c) == 0, float(table), 1.0 - float(table))
     else:
         w = class_table(fn, table_name, table, c)
