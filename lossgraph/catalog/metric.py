@@ -48,7 +48,10 @@ def _class_tensor(what: str, source_key: str, p, rng, c: int, d: int) -> dict[st
 
 
 def _sizes(d, p, source_key: str) -> tuple[int, int]:
-    return (d["C"], d["D"]) if p[source_key] == "input" else (p["num_classes"], p["feat_dim"])
+    """(C, D): the parameter's shape, or the dims for an input class tensor (default: the same)."""
+    if p[source_key] == "input":
+        return d.get("C", p["num_classes"]), d.get("D", p["feat_dim"])
+    return p["num_classes"], p["feat_dim"]
 
 
 def _make(what: str, source_key: str):
@@ -132,7 +135,7 @@ SPECS = [
             for src in ("parameter", "input")
         ],
         edges=_center_edges,
-        bench_dims={"N": 4096, "C": 10000, "D": 512},
+        bench_dims={"N": 4096},  # C, D: the parameter (num_classes, feat_dim); input mode: pass dims
         description="Center loss (Wen et al. 2016), per-class batch counts; centers a parameter or an input",
     ),
     Spec(
@@ -155,7 +158,7 @@ SPECS = [
             for src in ("parameter", "input")
         ],
         edges=_arcface_edges,
-        bench_dims={"N": 512, "C": 10000, "D": 512},
+        bench_dims={"N": 512},  # C, D: the parameter (num_classes, feat_dim); input mode: pass dims
         description="ArcFace additive angular margin cross-entropy (Deng et al. 2019); s=64, m=0.5",
     ),
 ]
