@@ -122,7 +122,14 @@ def arcface(
         easy_margin: the threshold convention above.
         reduction: ``'none'`` (``(N,)``) | ``'mean'`` | ``'sum'``.
 
-    With ``m = 0`` this is the normalised-softmax (CosFace with no margin) cross-entropy.
+    With ``m = 0`` this is the normalised-softmax (CosFace with no margin) cross-entropy. Near
+    ``θ = 0`` float32 cannot resolve θ from ``cos θ`` (see ``SIN2_EPS``); a zero feature or weight
+    row has, as with ``F.normalize``, a gradient scaled by ``1 / NORM_EPS``.
+
+    Example:
+        >>> f = torch.tensor([[math.cos(0.3), math.sin(0.3)]]); w = torch.eye(2)
+        >>> round(float(arcface(f, torch.tensor([0]), w, s=4.0, m=0.5)), 6)  # log(1 + e^(4 sin .3 - 4 cos .8))
+        0.183105
     """
     fn = "arcface"
     _check(fn, features, labels, weight, "weight")
