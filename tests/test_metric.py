@@ -13,6 +13,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lossgraph as lg
 from lossgraph import catalog
@@ -305,6 +307,27 @@ def test_arcface_parameter_equals_input_mode_and_trains():
     assert out.item() == pytest.approx(value, rel=1e-5)
     assert value == pytest.approx(ref.arcface(f32, y, num_classes=5, feat_dim=4, seed=3, s=16.0), rel=1e-15)
     np.testing.assert_allclose(m.weight.grad.numpy(), g["weight"], rtol=1e-4, atol=1e-4 * np.abs(g["weight"]).max())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 12), c=st.integers(1, 9), d=st.integers(1, 10), seed=st.integers(0, 2**31),
+    s=st.floats(0.5, 64.0), m=st.floats(0.0, 1.5), easy=st.booleans(), lam=st.floats(1e-3, 10.0),
+)
+def test_float64_torch_equals_reference_on_random_shapes(n, c, d, seed, s, m, easy, lam):
+    """Any N, C, D (D = 1 included): torch in float64 equals the reference, value and gradients."""
+    f, y, w = _rand(seed, n, c, d)
+    for fn, kw in ((F.center_loss, {"lambda_c": lam}), (F.arcface, {"s": s, "m": m, "easy_margin": easy})):
+        ft, wt = _t(f).requires_grad_(), _t(w).requires_grad_()
+        out = fn(ft, _t(y), wt, **kw, reduction="sum")
+        gf, gw = torch.autograd.grad(out, [ft, wt])
+        mode = {"centers_from" if fn is F.center_loss else "weight_from": "input"}
+        value, g = getattr(ref, fn.__name__)(f, y, w, **kw, **mode, reduction="sum", grad=True)
+        assert out.item() == pytest.approx(value, rel=1e-10, abs=1e-12)
+        gw_ref = g["centers" if fn is F.center_loss else "weight"]
+        scale = max(np.abs(g["features"]).max(), np.abs(gw_ref).max(), 1.0)
+        np.testing.assert_allclose(gf.numpy(), g["features"], rtol=1e-8, atol=1e-10 * scale)
+        np.testing.assert_allclose(gw.numpy(), gw_ref, rtol=1e-8, atol=1e-10 * scale)
 
 
 # --- bad input and graphs ----------------------------------------------------------------------
