@@ -77,9 +77,8 @@ def center_loss(
     _check(fn, features, labels, centers, "centers")
     f = to_acc(features)
     c = centers.to(f.dtype)
-    member = _membership(labels, c.shape[0])
-    counts = member.to(f.dtype).sum(0)  # (C,) samples per class
-    n_y = torch.clamp((member * counts).sum(1), min=1.0)  # (N,) count of each sample's class
+    counts = _membership(labels, c.shape[0]).to(f.dtype).sum(0)  # (C,) samples per class
+    n_y = torch.clamp(counts.index_select(0, labels), min=1.0)  # (N,) count of each sample's class
     d = f - c.index_select(0, labels)
     return reduce(0.5 * lambda_c * (d * d).sum(1) / n_y, reduction, fn)
 
