@@ -17,6 +17,10 @@ from lossgraph._checks import dtype_kind, fmt_shape
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
+#: metadata_props every lossgraph graph carries (``Spec.metadata``); serialized last, so a file cut
+#: short at a field boundary loses them
+METADATA_KEYS = ("lossgraph.version", "lossgraph.loss", "lossgraph.params", "lossgraph.outputs")
+
 _ORT_TYPES = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
@@ -146,7 +150,14 @@ class OnnxLoss:
             raise OnnxLossError(f"OnnxLoss: {self.source} is not a loadable ONNX model: {why}") from None
         self.inputs = self.session.get_inputs()
         self.outputs = [o.name for o in self.session.get_outputs()]
-        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        meta = self.session.get_modelmeta()
+        self.metadata: dict[str, str] = dict(meta.custom_metadata_map)
+        lost = [k for k in METADATA_KEYS if k not in self.metadata]
+        if meta.producer_name == "lossgraph" and lost:  # cut at a field boundary: it loads, minus its tail
+            raise OnnxLossError(
+                f"OnnxLoss: {self.source} is not a loadable ONNX model: the file is truncated "
+                f"(a lossgraph graph without its metadata {', '.join(lost)})"
+            )
 
     @property
     def provider(self) -> str:
