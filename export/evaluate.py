@@ -125,13 +125,27 @@ def load_arrays(path: str, run: OnnxLoss, mapping: Mapping[str, str] | None = No
             if missing:
                 have = ", ".join(data.files) or "none"
                 raise KeyError(f"missing input(s) {', '.join(missing)}; the file has arrays {have}")
-            return {n: data[k] for n, k in keys.items()}
-    except KeyError as e:
-        raise ValueError(e.args[0]) from None
+            arrays = {}
+            for n, k in keys.items():
+                try:
+                    arrays[n] = data[k]
+                except Exception as e:  # zipfile CRC, zlib, numpy header errors
+                    raise ValueError(f"not a readable .npz file: array {k!r} is damaged ({_why(e)})") from None
+            return arrays
+    except (KeyError, ValueError) as e:
+        if str(e.args[0]).startswith(("missing input", "not a readable", "a .npy")):
+            raise ValueError(e.args[0]) from None
+        raise ValueError(f"not a readable .npz file: {_why(e)}") from None
     except FileNotFoundError:
         raise ValueError("no such file") from None
     except Exception as e:  # zipfile, zlib, numpy format errors: all mean an unreadable file
-        raise ValueError(f"not a readable .npz file: {error_line(e)}") from None
+        raise ValueError(f"not a readable .npz file: {_why(e)}") from None
+
+
+def _why(e: BaseException) -> str:
+    """One line for a damaged-file exception (numpy's header parser raises bare tokenizer errors)."""
+    text = error_line(e)
+    return f"{type(e).__name__}: {text}" if text.startswith("(") or text == type(e).__name__ else text
 
 
 def evaluate_file(

@@ -10,6 +10,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import sys
 import time
 from typing import Any, Sequence
@@ -123,7 +124,9 @@ class _BarProgress(_PlainProgress):
         from tqdm import tqdm
 
         self.failed = 0
-        self.bar = tqdm(total=total, initial=skipped, unit="file", desc="eval", file=sys.stderr, dynamic_ncols=True)
+        sized = shutil.get_terminal_size((0, 0)).columns > 0  # a pty with no size: tqdm would draw nothing
+        self.bar = tqdm(total=total, initial=skipped, unit="file", desc="eval", file=sys.stderr,
+                        dynamic_ncols=sized, ncols=None if sized else 100)
 
     def update(self, row: dict[str, Any]) -> None:
         if self.echo:
