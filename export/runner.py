@@ -17,9 +17,9 @@ from lossgraph._checks import dtype_kind, fmt_shape
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
-#: metadata_props every lossgraph graph carries (``Spec.metadata``); serialized last, so a file cut
-#: short at a field boundary loses them
-METADATA_KEYS = ("lossgraph.version", "lossgraph.loss", "lossgraph.params", "lossgraph.outputs")
+#: the last metadata_props entry of every lossgraph graph: metadata is serialized last, so a file cut
+#: short at a field boundary still parses, without its tail; this key tells an intact file
+METADATA_END = "lossgraph.end"
 
 _ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -152,12 +152,12 @@ class OnnxLoss:
         self.outputs = [o.name for o in self.session.get_outputs()]
         meta = self.session.get_modelmeta()
         self.metadata: dict[str, str] = dict(meta.custom_metadata_map)
-        lost = [k for k in METADATA_KEYS if k not in self.metadata]
-        if meta.producer_name == "lossgraph" and lost:  # cut at a field boundary: it loads, minus its tail
+        if meta.producer_name == "lossgraph" and METADATA_END not in self.metadata:  # cut at a field boundary
             raise OnnxLossError(
                 f"OnnxLoss: {self.source} is not a loadable ONNX model: the file is truncated "
-                f"(a lossgraph graph without its metadata {', '.join(lost)})"
+                f"(a lossgraph graph without the end of its metadata)"
             )
+        self.metadata.pop(METADATA_END, None)
 
     @property
     def provider(self) -> str:

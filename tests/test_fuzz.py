@@ -235,6 +235,7 @@ def test_model_cut_at_its_metadata_gives_a_clear_error(model_bytes, tmp_path):
 
     model = onnx.ModelProto.FromString(model_bytes)
     assert model.producer_name == "lossgraph"
+    assert model.metadata_props[-1].key == "lossgraph.end"
     for keep in range(len(model.metadata_props)):  # every field boundary inside the metadata
         head = onnx.ModelProto()
         head.CopyFrom(model)
@@ -243,7 +244,7 @@ def test_model_cut_at_its_metadata_gives_a_clear_error(model_bytes, tmp_path):
         assert model_bytes.startswith(data)
         path = tmp_path / f"cut{keep}.onnx"
         path.write_bytes(data)
-        assert "the file is truncated (a lossgraph graph without its metadata" in _assert_clear_load_error(path)
+        assert "the file is truncated (a lossgraph graph without the end of its metadata)" in _assert_clear_load_error(path)
 
 
 @pytest.mark.parametrize(
