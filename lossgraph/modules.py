@@ -4,11 +4,14 @@ from .crossentropy import BinaryXloss, CeDice, CrossEntropy
 from .dice import Dice, SoftDice
 from .focal import Focal, SigmoidFocal
 from .lovasz import LovaszHinge, LovaszSoftmax
-from .metrics import Iou, IouBinary
+from .metric import ArcFace, CenterLoss
+from .segmetrics import Iou, IouBinary
 
 __all__ = [
+    "ArcFace",
     "BinaryXloss",
     "CeDice",
+    "CenterLoss",
     "CrossEntropy",
     "Dice",
     "Focal",
