@@ -10,8 +10,8 @@ from ._seg import BCHW, BHW, EXPORT, EXPORT_BIN, IGNORE, RUN, RUN_BIN, binary_in
 SPECS = [
     Spec(
         name="iou_binary",
-        family="metrics",
-        module="lossgraph.metrics:IouBinary",
+        family="segmetrics",
+        module="lossgraph.segmetrics:IouBinary",
         params={"per_image": True, "ignore_index": None, "empty": 1.0, "threshold": 0.0},
         inputs=(Input("logits", BHW, "float32", "logits"), Input("labels", BHW, "int64", "labels")),
         make_inputs=binary_inputs,
@@ -32,8 +32,8 @@ SPECS = [
     ),
     Spec(
         name="iou",
-        family="metrics",
-        module="lossgraph.metrics:Iou",
+        family="segmetrics",
+        module="lossgraph.segmetrics:Iou",
         params={"per_image": False, "ignore_index": None, "empty": 1.0},
         inputs=(Input("logits", BCHW, "float32", "logits"), Input("labels", BHW, "int64", "labels")),
         make_inputs=seg_inputs,
