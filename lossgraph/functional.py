@@ -1,6 +1,8 @@
 """Functional form of every catalog loss: ``lossgraph.functional.<name>(*inputs, **params)``."""
 
-from .focal import sigmoid_focal
+from .crossentropy import binary_xloss, ce_dice, cross_entropy
+from .dice import dice, soft_dice
+from .focal import focal, sigmoid_focal
 from .lovasz import lovasz_hinge, lovasz_softmax
 from .matting import (
     gradient_penalty,
@@ -14,9 +16,20 @@ from .matting import (
     smooth_l1,
     unknown_l1,
 )
+from .metric import arcface, center_loss
+from .segmetrics import iou, iou_binary
 
 __all__ = [
+    "arcface",
+    "binary_xloss",
+    "ce_dice",
+    "center_loss",
+    "cross_entropy",
+    "dice",
+    "focal",
     "gradient_penalty",
+    "iou",
+    "iou_binary",
     "known_l1",
     "known_smooth_l1",
     "laplacian",
@@ -28,5 +41,6 @@ __all__ = [
     "seg_matting_set",
     "sigmoid_focal",
     "smooth_l1",
+    "soft_dice",
     "unknown_l1",
 ]

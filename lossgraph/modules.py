@@ -1,11 +1,35 @@
 """Module form of every catalog loss (thin ``nn.Module`` wrappers that store parameters)."""
 
-from .focal import SigmoidFocal
+from .crossentropy import BinaryXloss, CeDice, CrossEntropy
+from .dice import Dice, SoftDice
+from .focal import Focal, SigmoidFocal
 from .lovasz import LovaszHinge, LovaszSoftmax
-from .matting import GradientPenalty, KnownL1, KnownSmoothL1, Laplacian, MattingBCE, MattingFocal, MattingSet, SegMattingSet, SmoothL1, UnknownL1
+from .matting import (
+    GradientPenalty,
+    KnownL1,
+    KnownSmoothL1,
+    Laplacian,
+    MattingBCE,
+    MattingFocal,
+    MattingSet,
+    SegMattingSet,
+    SmoothL1,
+    UnknownL1,
+)
+from .metric import ArcFace, CenterLoss
+from .segmetrics import Iou, IouBinary
 
 __all__ = [
+    "ArcFace",
+    "BinaryXloss",
+    "CeDice",
+    "CenterLoss",
+    "CrossEntropy",
+    "Dice",
+    "Focal",
     "GradientPenalty",
+    "Iou",
+    "IouBinary",
     "KnownL1",
     "KnownSmoothL1",
     "Laplacian",
@@ -17,5 +41,6 @@ __all__ = [
     "SegMattingSet",
     "SigmoidFocal",
     "SmoothL1",
+    "SoftDice",
     "UnknownL1",
 ]

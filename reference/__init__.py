@@ -3,15 +3,40 @@
 Every function takes numpy arrays and the same keyword parameters as the torch loss of the same
 name, and returns the value (float, array, or dict for loss sets). With ``grad=True`` it returns
 ``(value, grad)`` where ``grad`` is the gradient of the (summed) value with respect to the prediction
-(a dict ``{input_name: array}`` for losses with several differentiable inputs).
+(a dict ``{input_name: array}`` for losses with several differentiable inputs). Metrics have no
+gradient.
 """
 
-from .focal import sigmoid_focal
+from .crossentropy import binary_xloss, ce_dice, cross_entropy
+from .dice import dice, soft_dice
+from .focal import focal, sigmoid_focal
 from .lovasz import lovasz_hinge, lovasz_softmax
-from .matting import gradient_penalty, known_l1, known_smooth_l1, laplacian, matting_bce, matting_focal, smooth_l1, unknown_l1, matting_set, seg_matting_set
+from .matting import (
+    gradient_penalty,
+    known_l1,
+    known_smooth_l1,
+    laplacian,
+    matting_bce,
+    matting_focal,
+    matting_set,
+    seg_matting_set,
+    smooth_l1,
+    unknown_l1,
+)
+from .metric import arcface, center_loss
+from .segmetrics import iou, iou_binary
 
 __all__ = [
+    "arcface",
+    "binary_xloss",
+    "ce_dice",
+    "center_loss",
+    "cross_entropy",
+    "dice",
+    "focal",
     "gradient_penalty",
+    "iou",
+    "iou_binary",
     "known_l1",
     "known_smooth_l1",
     "laplacian",
@@ -23,5 +48,6 @@ __all__ = [
     "seg_matting_set",
     "sigmoid_focal",
     "smooth_l1",
+    "soft_dice",
     "unknown_l1",
 ]
