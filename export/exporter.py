@@ -155,16 +155,22 @@ def to_onnx(
     with tracing(), _quiet():
         # Guards the symbolic shape solver cannot prove (sizes like 2·(H // 2) in pyramids) become
         # runtime asserts instead of specialising the dims; the default export then falls back slowly.
-        exported = torch.export.export(
-            module, args, dynamic_shapes=dynamic_shapes, strict=False, prefer_deferred_runtime_asserts_over_guards=True
-        )
+        # A spec dim the code fixes (C = 1 in a binary loss) violates its Dim: torch.onnx.export's own
+        # fallbacks handle that, so the module goes there as before.
+        try:
+            exported: Any = torch.export.export(
+                module, args, dynamic_shapes=dynamic_shapes, strict=False,
+                prefer_deferred_runtime_asserts_over_guards=True,
+            )
+        except torch._dynamo.exc.UserError:
+            exported = module
         program = torch.onnx.export(
             exported,
             args,
             dynamo=True,
             input_names=[i.name for i in ins],
             output_names=out_names,
-            dynamic_shapes=dynamic_shapes,  # with a program: only names the ONNX dims (B, H, ...)
+            dynamic_shapes=dynamic_shapes,  # for a program: only names the ONNX dims (B, H, ...)
             opset_version=opset,
             optimize=True,
             verbose=False,
