@@ -1,6 +1,7 @@
 """Functional form of every catalog loss: ``lossgraph.functional.<name>(*inputs, **params)``."""
 
+from .boxes import box_iou, ciou, diou, giou
 from .focal import sigmoid_focal
 from .lovasz import lovasz_hinge, lovasz_softmax
 
-__all__ = ["lovasz_hinge", "lovasz_softmax", "sigmoid_focal"]
+__all__ = ["box_iou", "ciou", "diou", "giou", "lovasz_hinge", "lovasz_softmax", "sigmoid_focal"]

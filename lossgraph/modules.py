@@ -1,6 +1,7 @@
 """Module form of every catalog loss (thin ``nn.Module`` wrappers that store parameters)."""
 
+from .boxes import CIoU, DIoU, GIoU, BoxIoU
 from .focal import SigmoidFocal
 from .lovasz import LovaszHinge, LovaszSoftmax
 
-__all__ = ["LovaszHinge", "LovaszSoftmax", "SigmoidFocal"]
+__all__ = ["BoxIoU", "CIoU", "DIoU", "GIoU", "LovaszHinge", "LovaszSoftmax", "SigmoidFocal"]

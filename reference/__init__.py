@@ -6,7 +6,8 @@ name, and returns the value (float, array, or dict for loss sets). With ``grad=T
 (a dict ``{input_name: array}`` for losses with several differentiable inputs).
 """
 
+from .boxes import box_iou, ciou, diou, giou
 from .focal import sigmoid_focal
 from .lovasz import lovasz_hinge, lovasz_softmax
 
-__all__ = ["lovasz_hinge", "lovasz_softmax", "sigmoid_focal"]
+__all__ = ["box_iou", "ciou", "diou", "giou", "lovasz_hinge", "lovasz_softmax", "sigmoid_focal"]
