@@ -1,7 +1,8 @@
 """Module form of every catalog loss (thin ``nn.Module`` wrappers that store parameters)."""
 
-from .boxes import CIoU, DIoU, GIoU, BoxIoU
+from .boxes import BoxIoU, CIoU, DIoU, GIoU
+from .fcos import FCOS
 from .focal import SigmoidFocal
 from .lovasz import LovaszHinge, LovaszSoftmax
 
-__all__ = ["BoxIoU", "CIoU", "DIoU", "GIoU", "LovaszHinge", "LovaszSoftmax", "SigmoidFocal"]
+__all__ = ["BoxIoU", "CIoU", "DIoU", "FCOS", "GIoU", "LovaszHinge", "LovaszSoftmax", "SigmoidFocal"]

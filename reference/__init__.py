@@ -7,7 +7,8 @@ name, and returns the value (float, array, or dict for loss sets). With ``grad=T
 """
 
 from .boxes import box_iou, ciou, diou, giou
+from .fcos import fcos
 from .focal import sigmoid_focal
 from .lovasz import lovasz_hinge, lovasz_softmax
 
-__all__ = ["box_iou", "ciou", "diou", "giou", "lovasz_hinge", "lovasz_softmax", "sigmoid_focal"]
+__all__ = ["box_iou", "ciou", "diou", "fcos", "giou", "lovasz_hinge", "lovasz_softmax", "sigmoid_focal"]
