@@ -83,7 +83,7 @@ def _value(kind: str, a: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Ten
     theta_a = atan2(a[..., 2] - a[..., 0], a[..., 3] - a[..., 1])
     theta_b = atan2(b[..., 2] - b[..., 0], b[..., 3] - b[..., 1])
     v = (4 / _PI**2) * (theta_b - theta_a) ** 2
-    alpha = (v / (1 - iou + v + eps)).detach()
+    alpha = safe_div(v, 1 - iou + v + eps).detach()  # 0 for identical boxes even with eps = 0
     return diou - alpha * v
 
 

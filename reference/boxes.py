@@ -86,7 +86,8 @@ def _pair(a, b, kind, eps, g):
     wb, hb = u2 - u1, v2 - v1
     diff = math.atan2(wb, hb) - math.atan2(wa, ha)
     v = 4 / math.pi**2 * diff * diff
-    alpha = v / (1 - iou + v + eps)
+    den = 1 - iou + v + eps
+    alpha = v / den if den > 0 else 0.0
     # d v / d θ_a = -8/π² diff;  d θ_a / d w_a = h_a / r², d θ_a / d h_a = -w_a / r²  (0 at the origin)
     r2 = wa * wa + ha * ha
     if r2 > 0:
