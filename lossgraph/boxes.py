@@ -6,7 +6,8 @@ For boxes ``a = (x1, y1, x2, y2)`` and ``b`` (torchvision's loss formulas, ``eps
 * ``giou = iou - (C - U) / (C + eps)``, ``C`` the area of the smallest enclosing box;
 * ``diou = iou - ρ² / (c² + eps)``, ``ρ`` the distance of the centers, ``c`` the enclosing diagonal;
 * ``ciou = diou - α v``, ``v = 4/π² (θ_b - θ_a)²`` with ``θ = atan2(w, h)`` (= ``atan(w / h)`` for
-  h > 0), ``α = v / (1 - iou + v + eps)`` held constant in the gradient (torchvision's ``no_grad``).
+  h > 0), ``α = v / (1 - iou + v + eps)`` (0 where that is 0) held constant in the gradient
+  (torchvision's ``no_grad``).
 
 The losses are ``1 - value``. Degenerate boxes give finite values and gradients: zero width or
 height (``θ = π/2``, or 0 for a point box), identical boxes, disjoint boxes. No Atan node: ``θ``

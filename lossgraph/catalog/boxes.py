@@ -11,7 +11,7 @@ from lossgraph import reference as ref
 
 from . import Case, Input, Spec
 
-_ALIGNED_RUN = ({"N": 7}, {"N": 1}, {"N": 40})
+_ALIGNED_RUN = ({"N": 7, "M": 3}, {"N": 1, "M": 2}, {"N": 40, "M": 1})  # M: for the grid's pairwise sets
 _PAIRWISE_RUN = ({"N": 7, "M": 3}, {"N": 1, "M": 1}, {"N": 33, "M": 50})
 
 
