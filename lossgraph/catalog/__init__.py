@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-Shape = tuple  # symbolic: dimension names ("B") or fixed ints (4)
+Shape = tuple  # symbolic: dimension names ("B"), fixed ints (4) or Derived dims (N = H0*W0 + ...)
 Dims = Mapping[str, int]
 
 #: value domains an input can declare (written into ONNX metadata)
