@@ -25,6 +25,8 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from lossgraph import catalog
 from lossgraph._functional import tracing
 
+from .runner import METADATA_END
+
 DEFAULT_OPSET = 18
 
 
@@ -165,6 +167,7 @@ def to_onnx(
     _name_derived_dims(model, ins)
     onnx.helper.set_model_props(model, spec.metadata(params))
     model.producer_name = "lossgraph"
+    model.metadata_props.add(key=METADATA_END, value="")  # last: a file cut before it is known to be cut
     onnx.checker.check_model(model, full_check=True)
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     if path is not None:

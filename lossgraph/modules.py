@@ -4,5 +4,7 @@ from .boxes import BoxIoU, CIoU, DIoU, GIoU
 from .fcos import FCOS
 from .focal import SigmoidFocal
 from .lovasz import LovaszHinge, LovaszSoftmax
+from .metric import ArcFace, CenterLoss
 
-__all__ = ["BoxIoU", "CIoU", "DIoU", "FCOS", "GIoU", "LovaszHinge", "LovaszSoftmax", "SigmoidFocal"]
+__all__ = ["ArcFace", "BoxIoU", "CenterLoss", "CIoU", "DIoU", "FCOS", "GIoU", "LovaszHinge", "LovaszSoftmax",
+           "SigmoidFocal"]
