@@ -21,23 +21,23 @@ CLASSES = ("present", "all")
 
 
 def lovasz_weights(fg_sorted: torch.Tensor, total: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Jaccard-loss increments ``g_k = J_k - J_{k-1}`` along the last (sorted) axis.
+    """Jaccard-loss increments ``g_k = J_k - J_{k-1}`` along the last (sorted) axis, but ``g_1`` of
+    groups without foreground (see below).
 
     ``fg_sorted``: bool foreground flags in sorted order, valid pixels first; ``total``: the number
     ``G`` of valid foreground pixels, shape ``(..., 1)``. With ``tp_k``/``fp_k`` the foreground /
     background pixels among the first ``k``, ``J_k = k / (G + fp_k)``, so a foreground pixel adds
-    ``1 / (G + fp_k)`` and a background pixel ``(G - tp_k) / ((G + fp_k)(G + fp_k - 1))`` (1 for the
-    first pixel when ``G = 0``). Counts are int32/int64 cumulative sums, so they are exact; positions
-    past the valid pixels get meaningless values that the caller masks.
+    ``1 / (G + fp_k)`` and a background pixel ``(G - tp_k) / ((G + fp_k)(G + fp_k - 1))``, written
+    with ``d = G + fp_k`` as ``(d - k) / (d (d - 1))``. The one exception, ``g_1 = 1`` when ``G = 0``
+    (``J`` jumps from 0 to 1), is left at 0 here and added by :func:`lovasz_sorted_sum` per group,
+    which saves full-size operations. Counts are int32 cumulative sums, exact; positions past the
+    valid pixels get finite values that the caller masks.
     """
-    count = torch.int32 if fg_sorted.shape[-1] < 2**31 else torch.int64
-    tp = torch.cumsum(fg_sorted.to(count), -1)
-    k = torch.arange(1, fg_sorted.shape[-1] + 1, device=fg_sorted.device, dtype=count)
-    d = (total.to(count) + k - tp).to(dtype)  # G + fp_k
-    den = torch.where(fg_sorted, d, d * (d - 1.0))
-    num = torch.where(fg_sorted, 1.0, d - k.to(dtype))  # G - tp_k = (G + fp_k) - k
-    # den == 0 only for the first pixel of a group without foreground: J jumps from 0 to 1
-    return torch.where(den > 0, num / torch.clamp(den, min=1.0), 1.0)
+    tp = torch.cumsum(fg_sorted.to(torch.int32), -1)  # int32: up to 2**31 pixels per group
+    k = torch.arange(1, fg_sorted.shape[-1] + 1, device=fg_sorted.device, dtype=torch.int32)
+    d = (total.to(torch.int32) + k - tp).to(dtype)  # G + fp_k >= 1
+    bg = (d - k.to(dtype)) / torch.clamp(d - 1.0, min=1.0)  # (G - tp_k) / (d - 1)
+    return torch.where(fg_sorted, 1.0, bg) / d
 
 
 def lovasz_sorted_sum(
@@ -49,16 +49,19 @@ def lovasz_sorted_sum(
     pixels are sorted last and weigh nothing. ``hinge`` applies ReLU to the sorted errors. One sort
     gives the sorted errors (differentiable) and the permutation for the foreground flags; the sum
     over pixels accumulates in float64 (onnxruntime's float32 ReduceSum drifts at 65k+ pixels).
+    A group without foreground has ``J_k = 1`` for every k, so its loss is its largest error.
     """
     fg = fg & valid
+    total = fg.sum(-1, keepdim=True)
     key = torch.where(valid, errors, float("-inf"))
     err_sorted, perm = torch.sort(key, dim=-1, descending=True)
-    fg_sorted = torch.gather(fg, -1, perm)
-    g = lovasz_weights(fg_sorted, fg.sum(-1, keepdim=True), errors.dtype)
+    valid_sorted = err_sorted > float("-inf")
+    g = lovasz_weights(torch.gather(fg, -1, perm), total, errors.dtype)
     if hinge:
         err_sorted = F.relu(err_sorted)
-    valid_sorted = err_sorted > float("-inf")
-    return wide_sum(torch.where(valid_sorted, err_sorted * g, 0.0), -1)
+    loss = wide_sum(torch.where(valid_sorted, err_sorted * g, 0.0), -1)
+    no_fg = (total == 0) & valid_sorted[..., :1]  # a valid pixel, none foreground ([..., :1]: P may be 0)
+    return loss + torch.where(no_fg, err_sorted[..., :1], 0.0).sum(-1)
 
 
 def _valid_mask(labels: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
@@ -186,10 +189,11 @@ def lovasz_softmax(
     fg = lab == label_of_channel[None, :, None]  # (N, C, P)
     valid = _valid_mask(lab, ignore_index)  # (N, 1, P)
     errors = torch.where(fg, 1.0 - x, x).abs()  # |1[y = c] - p_c|
-    losses = lovasz_sorted_sum(errors, fg, valid)  # (N, C)
-    weight = taken[None, :].expand_as(losses)
+    weight = taken[None, :].expand(n, -1)  # (N, C): the groups averaged over
     if classes == "present":
         weight = weight & (fg & valid).any(-1)
+    # groups not taken are all invalid: they sort as constants (several times faster) and weigh 0
+    losses = lovasz_sorted_sum(errors, fg, valid & weight[..., None])  # (N, C)
     w = weight.to(losses.dtype)
     per_group = safe_div((losses * w).sum(-1), w.sum(-1))
     return per_group.mean()
