@@ -16,6 +16,10 @@ machine's changing load falls on all alike); medians are reported. Peak memory i
 of the process's resident set over one call (Linux high-water mark, reset before each call), so it
 includes onnxruntime's arena growth and Numba's temporaries but not memory held from earlier calls.
 
+With ``provider="cuda"`` torch runs on the GPU (synchronised after each call) and onnxruntime uses its
+CUDA provider fed from host arrays, so its times include the input copies; peak memory stays host
+RSS. Where CUDA is absent ``"cuda"`` raises :class:`BenchError` (``"auto"`` falls back to the CPU).
+
     >>> from lossgraph import bench, catalog
     >>> r = bench.bench_spec(catalog.get("sigmoid_focal"), dims={"B": 1, "C": 2, "H": 8, "W": 8})
     >>> r.ratio("onnx", "torch")  # doctest: +SKIP

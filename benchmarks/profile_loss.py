@@ -1,6 +1,6 @@
 """Profile one catalog loss at its benchmark size: torch operators and onnxruntime nodes by self time.
 
-    python benchmarks/profile.py NAME [--param K=V ...] [--shape B=..,..] [--top 15]
+    python benchmarks/profile_loss.py NAME [--param K=V ...] [--shape B=..,..] [--top 15]
 """
 
 from __future__ import annotations
