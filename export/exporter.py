@@ -25,6 +25,8 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from lossgraph import catalog
 from lossgraph._functional import tracing
 
+from .runner import METADATA_END
+
 DEFAULT_OPSET = 18
 
 
@@ -162,6 +164,7 @@ def to_onnx(
     model = program.model_proto
     onnx.helper.set_model_props(model, spec.metadata(params))
     model.producer_name = "lossgraph"
+    model.metadata_props.add(key=METADATA_END, value="")  # last: a file cut before it is known to be cut
     onnx.checker.check_model(model, full_check=True)
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     if path is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -15,6 +16,10 @@ import numpy as np
 from lossgraph._checks import dtype_kind, fmt_shape
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+#: the last metadata_props entry of every lossgraph graph: metadata is serialized last, so a file cut
+#: short at a field boundary still parses, without its tail; this key tells an intact file
+METADATA_END = "lossgraph.end"
 
 _ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -28,6 +33,39 @@ _ORT_TYPES = {
 
 class OnnxLossError(ValueError):
     """A graph that cannot be loaded, or inputs that do not fit it."""
+
+
+def error_line(e: BaseException) -> str:
+    """An exception as one readable line: its first non-empty line, onnxruntime's status prefix dropped."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", lines[0]) if lines else ""
+    return text or type(e).__name__
+
+
+#: leading bytes of files people mistake for ONNX models
+_MAGIC = ((b"PK\x03\x04", "a zip archive (a PyTorch checkpoint or .npz?)"), (b"\x89HDF", "an HDF5 file (Keras?)"),
+          (b"\x80", "a Python pickle"), (b"\x93NUMPY", "a .npy array"), (b"\x89PNG", "a PNG image"))
+
+
+def graph_problem(data: bytes) -> str | None:
+    """Why ``data`` is not an ONNX model, in words, or None when it parses as one.
+
+    Used to explain a failed load: empty, truncated, or another format (zip, pickle, text, ...).
+    """
+    if not data:
+        return "the file is empty"
+    for magic, what in _MAGIC:
+        if data.startswith(magic):
+            return f"the file is {what}, not an ONNX model"
+    import onnx
+
+    try:
+        model = onnx.ModelProto.FromString(data)
+    except Exception:
+        return "the file is truncated or not an ONNX model (protobuf parsing failed)"
+    if not model.graph.node or not model.graph.output:
+        return "the file is truncated or not an ONNX model (no graph nodes or outputs)"
+    return None
 
 
 def cuda_usable() -> bool:
@@ -56,6 +94,11 @@ def _providers(providers: str | Sequence[str]) -> list[str]:
             return [PROVIDERS[key]] + ([PROVIDERS["cpu"]] if key != "cpu" else [])
         return [providers]
     return list(providers)
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -102,11 +145,19 @@ class OnnxLoss:
         try:
             self.session = ort.InferenceSession(data, sess_options=sess_options, providers=_providers(providers))
         except Exception as e:  # onnxruntime raises several private exception types
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise OnnxLossError(f"OnnxLoss: {self.source} is not a loadable ONNX model: {first}") from None
+            raw = data if isinstance(data, bytes) else _read_bytes(data)
+            why = graph_problem(raw) or error_line(e)
+            raise OnnxLossError(f"OnnxLoss: {self.source} is not a loadable ONNX model: {why}") from None
         self.inputs = self.session.get_inputs()
         self.outputs = [o.name for o in self.session.get_outputs()]
-        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        meta = self.session.get_modelmeta()
+        self.metadata: dict[str, str] = dict(meta.custom_metadata_map)
+        if meta.producer_name == "lossgraph" and METADATA_END not in self.metadata:  # cut at a field boundary
+            raise OnnxLossError(
+                f"OnnxLoss: {self.source} is not a loadable ONNX model: the file is truncated "
+                f"(a lossgraph graph without the end of its metadata)"
+            )
+        self.metadata.pop(METADATA_END, None)
 
     @property
     def provider(self) -> str:

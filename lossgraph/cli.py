@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
+import shutil
 import sys
 import time
-import zipfile
 from typing import Any, Sequence
 
 import numpy as np
@@ -46,14 +47,6 @@ def parse_dims(text: str | None) -> dict[str, int] | None:
         raise UserError(f"--dims takes NAME=SIZE,...; got {text!r}") from None
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return float(v) if v.ndim == 0 else v.tolist()
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    return v
-
-
 # --- commands ---------------------------------------------------------------------------------------
 
 
@@ -81,31 +74,125 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_npz(path: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise UserError(f"no such file: {path}") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise UserError(f"{path} is not a readable .npz file: {e}") from None
+def parse_mapping(items: Sequence[str]) -> dict[str, str]:
+    """``["logits=pred", "labels=gt"]`` -> ``{"logits": "pred", "labels": "gt"}`` (graph input = array name)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise UserError(f"--map takes INPUT=ARRAY (graph input = array name in the files); got {item!r}")
+        out[key] = value
+    return out
+
+
+class _PlainProgress:
+    """Progress for logs (stderr not a terminal): a line every ~5 % and one per failed file.
+    With ``echo`` (no results file) each row also goes to stdout as a JSON line."""
+
+    echo = False
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.done = self.failed = self.total = self.skipped = 0
+
+    def start(self, total: int, skipped: int) -> None:
+        self.total, self.skipped = total, skipped
+        self.step = max(10, (total - skipped) // 20)
+        extra = f" ({skipped} already in the results, skipped)" if skipped else ""
+        print(f"eval: {total - skipped} files to evaluate{extra}", file=sys.stderr, flush=True)
+
+    def update(self, row: dict[str, Any]) -> None:
+        if self.echo:
+            print(json.dumps(row), flush=True)
+        self.done += 1
+        self.failed += bool(row["error"])
+        if row["error"]:
+            print(f"eval: FAILED {row['file']}: {row['error']}", file=sys.stderr, flush=True)
+        if self.done % self.step == 0 or self.done == self.total - self.skipped:
+            rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
+            print(f"eval: {self.done}/{self.total - self.skipped} files, {self.failed} failed, {rate:.1f} files/s",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class _BarProgress(_PlainProgress):
+    """A tqdm bar on a terminal; failed files are printed above it."""
+
+    def start(self, total: int, skipped: int) -> None:
+        from tqdm import tqdm
+
+        self.failed = 0
+        sized = shutil.get_terminal_size((0, 0)).columns > 0  # a pty with no size: tqdm would draw nothing
+        self.bar = tqdm(total=total, initial=skipped, unit="file", desc="eval", file=sys.stderr,
+                        dynamic_ncols=sized, ncols=None if sized else 100)
+
+    def update(self, row: dict[str, Any]) -> None:
+        if self.echo:
+            self.bar.write(json.dumps(row), file=sys.stdout)
+        if row["error"]:
+            self.failed += 1
+            self.bar.write(f"FAILED {row['file']}: {row['error']}", file=sys.stderr)
+            self.bar.set_postfix(failed=self.failed, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if hasattr(self, "bar"):
+            self.bar.close()
+
+
+def _single_file(args: argparse.Namespace) -> bool:
+    """The original form ``eval F.onnx INPUTS.npz``: one existing file, no results file, no sharding."""
+    return len(args.inputs) == 1 and os.path.isfile(args.inputs[0]) and not (args.out or args.shard or args.resume)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from lossgraph.export import OnnxLoss
+    from lossgraph.export import OnnxLoss, evaluate_files, summarize
 
     run = OnnxLoss(args.model, providers=args.provider)
-    inputs = load_npz(args.inputs)
-    extra = sorted(set(inputs) - set(run.input_names))
-    out = run.run(**{k: v for k, v in inputs.items() if k in run.input_names}) if not extra else None
-    if extra:
-        raise UserError(f"{args.inputs} has arrays {', '.join(extra)} that the graph does not take ({', '.join(run.input_names)})")
+    mapping = parse_mapping(args.map)
+    outputs = [o for o in args.outputs.split(",") if o] if args.outputs else None
+    if _single_file(args):
+        (path,) = args.inputs
+        (row,) = evaluate_files(run, path, mapping=mapping, outputs=outputs, check_finite=args.check_finite)
+        if row["error"]:
+            raise UserError(f"{path}: {row['error']}")
+        if args.json:
+            print(json.dumps({"file": path, "provider": run.provider, "outputs": row["outputs"], "seconds": row["seconds"]}))
+        else:
+            for k, v in row["outputs"].items():
+                print(f"{k}: {v:.8g}" if isinstance(v, float) else f"{k}: array{np.shape(v)} mean {np.mean(v):.8g}")
+        return 0
+
+    if args.resume and not args.out:
+        raise UserError("--resume needs --out (the results file to continue)")
+    to_stdout = args.out is None
+    progress = _BarProgress() if sys.stderr.isatty() else _PlainProgress()
+    progress.echo = to_stdout
+    t0 = time.perf_counter()
+    try:
+        rows = evaluate_files(run, args.inputs, out=args.out, shard=args.shard, resume=args.resume, mapping=mapping,
+                              outputs=outputs, check_finite=args.check_finite, progress=progress)
+    except KeyboardInterrupt:
+        hint = f"; rerun with --resume to finish {args.out}" if args.out else ""
+        print(f"lossgraph: interrupted{hint}", file=sys.stderr)
+        return 130
+    summary = summarize(rows)
+    wall = time.perf_counter() - t0
+    stream = sys.stderr if to_stdout else sys.stdout
     if args.json:
-        print(json.dumps({"file": args.inputs, "provider": run.provider, "outputs": _jsonable(out)}))
-    else:
-        for k, v in out.items():
-            print(f"{k}: {float(v):.8g}" if v.ndim == 0 else f"{k}: array{v.shape} mean {v.mean():.8g}")
-    return 0
+        print(json.dumps({**summary, "provider": run.provider, "wall_seconds": wall, "out": args.out}), file=stream)
+        return 1 if summary["failed"] else 0
+    means = ", ".join(f"{k} {v:.8g}" for k, v in summary["mean"].items())
+    where = f" -> {args.out}" if args.out else ""
+    print(f"{summary['count']} files: {summary['ok']} ok, {summary['failed']} failed; mean {means or '-'}{where}", file=stream)
+    print(f"provider {run.provider}; this run {wall:.1f} s", file=stream)
+    for f in summary["failures"][:20]:
+        print(f"failed: {f['file']}: {f['error']}", file=stream)
+    if summary["failed"] > 20:
+        print(f"... and {summary['failed'] - 20} more failed files (see {args.out or 'the rows above'})", file=stream)
+    return 1 if summary["failed"] else 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -218,11 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--with-grad", action="store_true", help="also output grad_<input> for differentiable inputs")
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("eval", help="run an exported graph on inputs from an .npz file")
+    s = sub.add_parser("eval", help="run an exported graph on saved inputs (.npz files: one, a directory, a glob)")
     s.add_argument("model")
-    s.add_argument("inputs")
+    s.add_argument("inputs", nargs="+", help=".npz file(s), directories (recursive) or glob patterns")
+    s.add_argument("--out", "-o", help="results file, .jsonl or .csv (one row per file, written as it goes)")
     s.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"])
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--shard", metavar="I/N", help="evaluate only shard I of N (1-based; split by a hash of each path)")
+    s.add_argument("--resume", action="store_true", help="skip the files already in --out, append the rest")
+    s.add_argument("--check-finite", action="store_true", help="NaN/inf in an input or output fails the file")
+    s.add_argument("--map", action="append", default=[], metavar="INPUT=ARRAY",
+                   help="read graph input INPUT from the array named ARRAY in the files")
+    s.add_argument("--outputs", metavar="NAMES", help="comma-separated outputs to compute (default: all)")
+    s.add_argument("--json", action="store_true", help="one file: the row as JSON; many: the summary as JSON")
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("check", help="three-way parity: torch vs ONNX (onnxruntime) vs reference")

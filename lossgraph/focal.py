@@ -46,8 +46,9 @@ def sigmoid_focal(
     x = to_acc(logits)
     t = targets.to(x.dtype)
     p = torch.sigmoid(x)
-    p_t = p * t + (1 - p) * (1 - t)
-    loss = bce_with_logits(x, t) * (1 - p_t) ** gamma
+    q = 1 - (p * t + (1 - p) * (1 - t))  # 1 - p_t
+    # (1 - p_t)^γ with q = 0 (saturated logits) kept out of pow: its backward γ·q^(γ-1) is inf for γ < 1
+    loss = bce_with_logits(x, t) * torch.where(q > 0, torch.where(q > 0, q, 1.0) ** gamma, 0.0**gamma)
     if alpha >= 0:
         loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
     return reduce(loss, reduction, fn)

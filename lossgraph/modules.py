@@ -2,5 +2,6 @@
 
 from .focal import SigmoidFocal
 from .lovasz import LovaszHinge, LovaszSoftmax
+from .metric import ArcFace, CenterLoss
 
-__all__ = ["LovaszHinge", "LovaszSoftmax", "SigmoidFocal"]
+__all__ = ["ArcFace", "CenterLoss", "LovaszHinge", "LovaszSoftmax", "SigmoidFocal"]

@@ -8,5 +8,6 @@ name, and returns the value (float, array, or dict for loss sets). With ``grad=T
 
 from .focal import sigmoid_focal
 from .lovasz import lovasz_hinge, lovasz_softmax
+from .metric import arcface, center_loss
 
-__all__ = ["lovasz_hinge", "lovasz_softmax", "sigmoid_focal"]
+__all__ = ["arcface", "center_loss", "lovasz_hinge", "lovasz_softmax", "sigmoid_focal"]

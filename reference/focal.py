@@ -28,5 +28,6 @@ def sigmoid_focal(logits, targets, alpha: float = 0.25, gamma: float = 2.0, redu
     if not grad:
         return value
     dq = -(2 * t - 1) * p * (1 - p)
-    qg1 = gamma * q ** (gamma - 1) if gamma != 0 else np.zeros_like(q)
+    # γ q^(γ-1) is inf at q = 0 for γ < 1, where bce·dq = 0: the product's limit is 0
+    qg1 = gamma * np.where(q > 0, q, 1.0) ** (gamma - 1) * (q > 0) if gamma != 0 else np.zeros_like(q)
     return value, scale * a * ((p - t) * q**gamma + qg1 * bce * dq)

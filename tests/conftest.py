@@ -13,6 +13,7 @@ def graphs(tmp_path_factory) -> GraphCache:
     return GraphCache(tmp_path_factory.mktemp("graphs"))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks (--dist loadgroup)
 def pytest_collection_modifyitems(items):
     # keep every test of one loss on one xdist worker, so its graphs are exported once
     for item in items:
