@@ -214,8 +214,9 @@ def set_threads(threads: int | None) -> int:
     import torch
 
     if threads is not None:
-        torch.set_num_threads(threads)
+        # Numba first: starting its threading layer resets the OpenMP thread count torch reads
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        torch.set_num_threads(threads)
     return torch.get_num_threads()
 
 
