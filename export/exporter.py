@@ -108,7 +108,8 @@ def to_onnx(
         path: where to write the ``.onnx`` file (optional).
         opset: ONNX opset (default 18; lower is refused, see module docstring).
         dynamic: make the spec's symbolic dims (B, C, H, W, N, ...) dynamic, named as in the spec.
-        with_grad: also output ``grad_<input>`` for each differentiable input.
+        with_grad: also output ``grad_<input>`` for each differentiable input (a loss with none,
+            such as a metric, gives its value graph).
 
     The graph carries ``metadata_props`` (version, loss name, parameters, input domains) and passes
     ``onnx.checker.check_model(full_check=True)``.
@@ -135,8 +136,8 @@ def to_onnx(
             raise ValueError(f"to_onnx: {name} takes {len(ins)} inputs ({', '.join(i.name for i in ins)}); got {len(args)}")
     args = tuple(_to_tensor(a) for a in args)
 
-    if with_grad:
-        grad_index = [k for k, i in enumerate(ins) if i.grad]
+    grad_index = [k for k, i in enumerate(ins) if i.grad]
+    if with_grad and grad_index:  # a loss with no differentiable input (a metric): the value graph
         module: nn.Module = ValueAndGrad(loss, outs, grad_index, spec.grad_of, args)
         out_names = [*outs, *(f"grad_{ins[k].name}" for k in grad_index)]
     else:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Iterator
 import torch
 from torch import nn
 
-from ._checks import check_choice, label_range_message
+from ._checks import check_choice, check_dtype, check_shapes, label_range_message
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -102,3 +102,67 @@ class LossModule(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self._params.items())
+
+
+# --- segmentation helpers (labels (B, H, W), predictions (B, C, H, W)) -------------------------------
+
+
+def valid_mask(labels: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
+    """Bool mask of the pixels that count: ``labels != ignore_index`` (all True without one)."""
+    if ignore_index is None:
+        return torch.ones_like(labels, dtype=torch.bool)
+    return labels != ignore_index
+
+
+def one_hot(labels: torch.Tensor, num_classes: Any) -> torch.Tensor:
+    """``(B, *S)`` labels -> ``(B, C, *S)`` bool, by comparison with ``arange(C)`` (exports with dynamic C).
+
+    Labels outside ``[0, C)`` (the ignore value) give an all-False column.
+    """
+    classes = torch.arange(num_classes, device=labels.device, dtype=labels.dtype)
+    return labels.unsqueeze(1) == classes.reshape(1, -1, *([1] * (labels.dim() - 1)))
+
+
+def check_segmentation(
+    fn: str, name: str, pred: torch.Tensor, labels: torch.Tensor, ignore_index: int | None, num_classes: Any = None
+) -> Any:
+    """Check ``pred (B, C, H, W)`` float and ``labels (B, H, W)`` integer in ``[0, C)`` or ignore; return C.
+
+    ``num_classes`` overrides the label range (2 for binary losses with ``(B, H, W)`` predictions).
+    """
+    check_dtype(fn, name, pred, "f", "a float tensor")
+    check_dtype(fn, "labels", labels, "i", "an integer tensor")
+    if num_classes is None:
+        check_shapes(fn, [(name, pred, ("B", "C", "H", "W")), ("labels", labels, ("B", "H", "W"))])
+        num_classes = pred.shape[1]
+    else:
+        check_shapes(fn, [(name, pred, ("B", "H", "W")), ("labels", labels, ("B", "H", "W"))])
+    check_label_values(fn, "labels", labels, num_classes, ignore_index)
+    return num_classes
+
+
+def check_class_list(fn: str, name: str, values: Any, num_classes: Any) -> list[float] | None:
+    """A per-class parameter list (``weight``, ``alpha``): floats, one per class (checked in eager mode)."""
+    if values is None:
+        return None
+    if isinstance(values, (int, float, str)):
+        raise TypeError(f"{fn}: {name} must be a list of per-class values; got {values!r}")
+    values = [float(v) for v in values]
+    if not is_tracing() and len(values) != num_classes:
+        raise ValueError(f"{fn}: {name} must have one value per class (C = {num_classes}); got {len(values)}")
+    return values
+
+
+def class_weights(values: list[float], labels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``values[labels]`` for labels already made safe (in ``[0, C)``): a gather, no broadcast against C."""
+    return torch.tensor(values, dtype=dtype, device=labels.device)[labels]
+
+
+def log_softmax_at_labels(x: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log p_y (B, H, W), safe labels)`` for logits ``x (B, C, H, W)``; ignored pixels read class 0.
+
+    LogSoftmax + GatherElements (not ``F.cross_entropy``, which exports as SoftmaxCrossEntropyLoss).
+    """
+    safe = torch.where(valid, labels, torch.zeros_like(labels))
+    logp = torch.log_softmax(x, dim=1)
+    return torch.gather(logp, 1, safe.unsqueeze(1)).squeeze(1), safe

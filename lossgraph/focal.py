@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
-from ._checks import check_dtype, check_shapes
-from ._functional import LossModule, reduce, to_acc
+from ._checks import check_choice, check_dtype, check_shapes
+from ._functional import (
+    REDUCTIONS,
+    LossModule,
+    check_class_list,
+    check_segmentation,
+    class_weights,
+    log_softmax_at_labels,
+    reduce,
+    safe_div,
+    to_acc,
+    valid_mask,
+)
 
 
 def bce_with_logits(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -64,3 +77,82 @@ class SigmoidFocal(LossModule):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return sigmoid_focal(logits, targets, **self._params)
+
+
+def focal(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    gamma: float = 2.0,
+    alpha: float | Sequence[float] | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Multi-class softmax focal loss ``-α_y (1 - p_y)^γ log p_y`` with ``p = softmax(logits)``.
+
+    Args:
+        logits: ``(B, C, H, W)`` float logits.
+        labels: ``(B, H, W)`` integers in ``[0, C)`` or ``ignore_index``.
+        gamma: focusing parameter (``γ = 0`` is cross-entropy). The gradient flows through
+            ``(1 - p_y)^γ`` too (the common code's ``pt.data`` detaches it; that is not the loss's gradient).
+            Where ``p_y == 1`` exactly (saturated logits) the term and its gradient are 0 for any ``γ > 0``.
+        alpha: ``None`` (no weighting), a scalar ``α`` meaning the class weights
+            ``[α, 1-α, 1-α, ...]`` (class 0 against the rest), or a per-class list of length C.
+        ignore_index: label value whose pixels are ignored.
+        reduction: ``'mean'`` over the valid pixels (plain mean, not weighted by α), ``'sum'``, or
+            ``'none'`` (``(B, H, W)``, 0 at ignored pixels).
+
+    Returns:
+        Scalar or ``(B, H, W)``, float32 for fp16/bf16 input; ``'mean'`` with every pixel ignored gives 0.
+
+    Equivalences: ``alpha=None`` is the common ``FocalLoss(gamma, alpha=None, size_average=True)``
+    (clcarwin) value; a scalar ``alpha`` there builds ``[α, 1-α]`` (C = 2), here ``[α, 1-α, ...]``
+    for any C. With ``gamma=0, alpha=None`` it equals ``cross_entropy(..., reduction)``.
+
+    Example:
+        >>> x = torch.zeros(1, 2, 1, 1); y = torch.tensor([[[1]]])
+        >>> round(float(focal(x, y, gamma=2.0)), 6)  # 0.5² · log 2
+        0.173287
+    """
+    fn = "focal"
+    c = check_segmentation(fn, "logits", logits, labels, ignore_index)
+    check_choice(fn, "reduction", reduction, REDUCTIONS)
+    if alpha is not None and not isinstance(alpha, (int, float)):
+        alpha = check_class_list(fn, "alpha", alpha, c)
+    x = to_acc(logits)
+    valid = valid_mask(labels, ignore_index)
+    logpt, safe = log_softmax_at_labels(x, labels, valid)
+    q = 1.0 - torch.exp(logpt)
+    if gamma == 0:
+        mod = torch.ones_like(q)
+    else:  # q = 0 (p_y = 1 exactly) gives 0 and a zero gradient, also for 0 < γ < 1 (no inf · 0)
+        pos = q > 0
+        mod = torch.where(pos, torch.where(pos, q, torch.ones_like(q)) ** gamma, torch.zeros_like(q))
+    loss = -mod * logpt
+    if isinstance(alpha, (int, float)):
+        loss = loss * torch.where(safe == 0, torch.full_like(loss, alpha), torch.full_like(loss, 1.0 - alpha))
+    elif alpha is not None:
+        loss = loss * class_weights(alpha, safe, x.dtype)
+    loss = torch.where(valid, loss, torch.zeros_like(loss))
+    if reduction == "mean":
+        return safe_div(loss.sum(), valid.sum().to(x.dtype))
+    return reduce(loss, reduction, fn)
+
+
+class Focal(LossModule):
+    """Module form of :func:`focal`; ``forward(logits (B,C,H,W), labels (B,H,W))``."""
+
+    name = "focal"
+
+    def __init__(
+        self,
+        gamma: float = 2.0,
+        alpha: float | Sequence[float] | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+    ) -> None:
+        if alpha is not None:
+            alpha = float(alpha) if isinstance(alpha, (int, float)) else [float(a) for a in alpha]
+        super().__init__(gamma=float(gamma), alpha=alpha, ignore_index=ignore_index, reduction=reduction)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return focal(logits, labels, **self._params)

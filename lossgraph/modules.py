@@ -1,7 +1,24 @@
 """Module form of every catalog loss (thin ``nn.Module`` wrappers that store parameters)."""
 
-from .focal import SigmoidFocal
+from .crossentropy import BinaryXloss, CeDice, CrossEntropy
+from .dice import Dice, SoftDice
+from .focal import Focal, SigmoidFocal
 from .lovasz import LovaszHinge, LovaszSoftmax
 from .metric import ArcFace, CenterLoss
+from .segmetrics import Iou, IouBinary
 
-__all__ = ["ArcFace", "CenterLoss", "LovaszHinge", "LovaszSoftmax", "SigmoidFocal"]
+__all__ = [
+    "ArcFace",
+    "BinaryXloss",
+    "CeDice",
+    "CenterLoss",
+    "CrossEntropy",
+    "Dice",
+    "Focal",
+    "Iou",
+    "IouBinary",
+    "LovaszHinge",
+    "LovaszSoftmax",
+    "SigmoidFocal",
+    "SoftDice",
+]

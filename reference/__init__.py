@@ -3,11 +3,29 @@
 Every function takes numpy arrays and the same keyword parameters as the torch loss of the same
 name, and returns the value (float, array, or dict for loss sets). With ``grad=True`` it returns
 ``(value, grad)`` where ``grad`` is the gradient of the (summed) value with respect to the prediction
-(a dict ``{input_name: array}`` for losses with several differentiable inputs).
+(a dict ``{input_name: array}`` for losses with several differentiable inputs). Metrics have no
+gradient.
 """
 
-from .focal import sigmoid_focal
+from .crossentropy import binary_xloss, ce_dice, cross_entropy
+from .dice import dice, soft_dice
+from .focal import focal, sigmoid_focal
 from .lovasz import lovasz_hinge, lovasz_softmax
 from .metric import arcface, center_loss
+from .segmetrics import iou, iou_binary
 
-__all__ = ["arcface", "center_loss", "lovasz_hinge", "lovasz_softmax", "sigmoid_focal"]
+__all__ = [
+    "arcface",
+    "binary_xloss",
+    "ce_dice",
+    "center_loss",
+    "cross_entropy",
+    "dice",
+    "focal",
+    "iou",
+    "iou_binary",
+    "lovasz_hinge",
+    "lovasz_softmax",
+    "sigmoid_focal",
+    "soft_dice",
+]

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from lossgraph._checks import check_dtype, label_range_message
+from lossgraph._checks import check_dtype, check_shapes, label_range_message
 
 
 def as_f64(fn: str, name: str, x: Any) -> np.ndarray:
@@ -52,3 +52,38 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 def softmax_backward(p: np.ndarray, grad_p: np.ndarray, axis: int) -> np.ndarray:
     """Chain ``d/dp`` through ``p = softmax(z)``: ``p * (g - Σ p g)``."""
     return p * (grad_p - (p * grad_p).sum(axis=axis, keepdims=True))
+
+
+def segmentation_inputs(fn: str, name: str, pred: Any, labels: Any, ignore_index: int | None, binary: bool = False):
+    """Validate ``pred (B, C, H, W)`` (``(B, H, W)`` when ``binary``) and ``labels (B, H, W)``.
+
+    Returns ``(pred float64, labels int64, valid bool (B, H, W), number of classes)``.
+    """
+    x = as_f64(fn, name, pred)
+    lab = as_labels(fn, "labels", labels)
+    if binary:
+        check_shapes(fn, [(name, x, ("B", "H", "W")), ("labels", lab, ("B", "H", "W"))])
+        c = 2
+    else:
+        check_shapes(fn, [(name, x, ("B", "C", "H", "W")), ("labels", lab, ("B", "H", "W"))])
+        c = x.shape[1]
+    check_labels(fn, "labels", lab, c, ignore_index)
+    valid = np.ones(lab.shape, dtype=bool) if ignore_index is None else lab != ignore_index
+    return x, lab, valid, c
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(B, H, W)`` labels -> ``(B, C, H, W)`` float64; labels outside ``[0, C)`` give a zero column."""
+    return (labels[:, None] == np.arange(num_classes).reshape(1, -1, *([1] * (labels.ndim - 1)))).astype(np.float64)
+
+
+def class_table(fn: str, name: str, values: Any, num_classes: int, default: float = 1.0) -> np.ndarray:
+    """A per-class parameter as a float64 ``(C,)`` array (``default`` everywhere when ``values`` is None)."""
+    if values is None:
+        return np.full(num_classes, default)
+    if np.isscalar(values):
+        raise TypeError(f"{fn}: {name} must be a list of per-class values; got {values!r}")
+    table = np.asarray([float(v) for v in values], dtype=np.float64)
+    if table.shape[0] != num_classes:
+        raise ValueError(f"{fn}: {name} must have one value per class (C = {num_classes}); got {table.shape[0]}")
+    return table

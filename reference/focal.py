@@ -7,6 +7,7 @@ import numpy as np
 from lossgraph._checks import check_shapes
 
 from ._util import as_f64, reduce, sigmoid
+from .crossentropy import pixel_losses
 
 
 def sigmoid_focal(logits, targets, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean", grad: bool = False):
@@ -31,3 +32,20 @@ def sigmoid_focal(logits, targets, alpha: float = 0.25, gamma: float = 2.0, redu
     # γ q^(γ-1) is inf at q = 0 for γ < 1, where bce·dq = 0: the product's limit is 0
     qg1 = gamma * np.where(q > 0, q, 1.0) ** (gamma - 1) * (q > 0) if gamma != 0 else np.zeros_like(q)
     return value, scale * a * ((p - t) * q**gamma + qg1 * bce * dq)
+
+
+def focal(logits, labels, gamma: float = 2.0, alpha=None, ignore_index: int | None = None,
+          reduction: str = "mean", grad: bool = False):
+    """``-α_y (1 - p_y)^γ log p_y`` per pixel, ``p = softmax(logits)``; 'mean' over valid pixels.
+
+    ``alpha``: None, scalar (class weights ``[α, 1-α, ...]``) or a per-class list. logits
+    (B, C, H, W), labels (B, H, W). Returns the loss, or ``(loss, d/d logits)``.
+    """
+    fn = "focal"
+    x, valid, loss, g, _ = pixel_losses(fn, logits, labels, ignore_index, "alpha", alpha, gamma, scalar_alpha=True)
+    if reduction == "mean":
+        n = valid.sum()
+        value, scale = (float(loss.sum() / n), 1.0 / n) if n else (0.0, 0.0)
+    else:
+        value, scale = reduce(loss, reduction, fn)
+    return (value, g * scale) if grad else value

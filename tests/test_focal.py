@@ -93,3 +93,110 @@ def test_bad_reduction():
         F.sigmoid_focal(torch.zeros(2), torch.zeros(2), reduction="avg")
     with pytest.raises(ValueError, match="sigmoid_focal: reduction must be one of"):
         ref.sigmoid_focal(np.zeros(2), np.zeros(2), reduction="avg")
+
+
+# --- multi-class softmax focal ------------------------------------------------------------------
+
+
+def _seg(shape, ignore=None, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape) * 2
+    y = rng.integers(0, shape[1], size=(shape[0], *shape[2:]))
+    if ignore is not None:
+        y[rng.random(y.shape) < 0.2] = ignore
+    return x, y
+
+
+def _clcarwin_focal(x, y, gamma, alpha):
+    """The common FocalLoss loop-free code (clcarwin) with a per-class alpha list, size_average=True."""
+    logpt = torch.log_softmax(x, 1).permute(0, 2, 3, 1).reshape(-1, x.shape[1]).gather(1, y.reshape(-1, 1)).view(-1)
+    pt = logpt.exp()
+    if alpha is not None:
+        logpt = logpt * torch.tensor(alpha, dtype=x.dtype).gather(0, y.reshape(-1))
+    return (-1 * (1 - pt) ** gamma * logpt).mean()
+
+
+def test_softmax_focal_hand_computed():
+    # softmax (1/4, 3/4); labels 0 and 1
+    x = torch.tensor([[[[0.0, 0.0]], [[math.log(3), math.log(3)]]]], dtype=torch.float64)
+    y = torch.tensor([[[0, 1]]])
+    terms = [0.75**2 * math.log(4), 0.25**2 * math.log(4 / 3)]
+    assert F.focal(x, y, reduction="sum").item() == pytest.approx(sum(terms), rel=1e-12)
+    assert ref.focal(x.numpy(), y.numpy(), reduction="sum") == pytest.approx(sum(terms), rel=1e-12)
+    # scalar alpha 0.25: class 0 weighs 0.25, class 1 weighs 0.75
+    want = (0.25 * terms[0] + 0.75 * terms[1]) / 2
+    assert F.focal(x, y, alpha=0.25).item() == pytest.approx(want, rel=1e-12)
+    assert ref.focal(x.numpy(), y.numpy(), alpha=0.25) == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("alpha,gamma", [(None, 2.0), ([0.2, 1.0, 3.0, 0.5], 1.5), (None, 0.0)])
+def test_softmax_focal_equals_common_code(alpha, gamma):
+    x, y = _seg((2, 4, 5, 6), seed=1)
+    xt = torch.tensor(x)
+    want = _clcarwin_focal(xt, torch.tensor(y), gamma, alpha).item()
+    assert F.focal(xt, torch.tensor(y), gamma=gamma, alpha=alpha).item() == pytest.approx(want, rel=1e-12)
+    assert ref.focal(x, y, gamma=gamma, alpha=alpha) == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_softmax_focal_gamma0_is_cross_entropy(reduction):
+    x, y = _seg((2, 5, 4, 3), ignore=255, seed=2)
+    want = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(y), ignore_index=255, reduction=reduction)
+    got = F.focal(torch.tensor(x), torch.tensor(y), gamma=0.0, ignore_index=255, reduction=reduction)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_softmax_focal_scalar_alpha_means_alpha_then_one_minus_alpha():
+    x, y = _seg((2, 4, 3, 5), ignore=255, seed=3)
+    a = F.focal(torch.tensor(x), torch.tensor(y), alpha=0.3, ignore_index=255, reduction="none")
+    b = F.focal(torch.tensor(x), torch.tensor(y), alpha=[0.3, 0.7, 0.7, 0.7], ignore_index=255, reduction="none")
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
+    assert ref.focal(x, y, alpha=0.3, ignore_index=255) == pytest.approx(
+        ref.focal(x, y, alpha=[0.3, 0.7, 0.7, 0.7], ignore_index=255), rel=1e-12)
+
+
+def test_softmax_focal_reference_gradient_matches_finite_differences():
+    x, y = _seg((1, 3, 2, 3), ignore=255, seed=4)
+    kw = dict(gamma=1.5, alpha=[0.5, 2.0, 1.0], ignore_index=255)
+    _, g = ref.focal(x, y, grad=True, **kw)
+    h = 1e-6
+    fd = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = h
+        fd[i] = (ref.focal(x + e, y, **kw) - ref.focal(x - e, y, **kw)) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-10)
+
+
+def test_softmax_focal_extreme_logits():
+    # pixel 0 right by a margin of 2e4 (costs 0), pixel 1 wrong by 2e4 (costs 2e4 · alpha_y = 2e4 · 0.75)
+    x = torch.tensor([[[[1e4, -1e4]], [[-1e4, 1e4]]]], requires_grad=True)
+    y = torch.tensor([[[0, 0]]])
+    v = F.focal(x, y, alpha=0.25, reduction="none")
+    np.testing.assert_allclose(v.detach().numpy(), [[[0.0, 0.25 * 2e4]]], rtol=1e-6)
+    (g,) = torch.autograd.grad(v.sum(), x)
+    assert torch.isfinite(g).all()
+    np.testing.assert_allclose(g.numpy()[0, :, 0], [[0.0, -0.25], [0.0, 0.25]], atol=1e-6)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
+def test_softmax_focal_saturated_pixels_have_zero_loss_and_gradient(gamma):
+    """p_y == 1 exactly: (1 - p_y)^γ is 0; its derivative is infinite for γ < 1, yet the total
+    gradient (times log p_y = 0) has limit 0, which torch and the reference both give."""
+    x = torch.tensor([[[[1e4, 0.3]], [[-1e4, -0.4]], [[0.0, 1.2]]]], requires_grad=True)
+    y = torch.tensor([[[0, 2]]])
+    v = F.focal(x, y, gamma=gamma, reduction="none")
+    (g,) = torch.autograd.grad(v.sum(), x)
+    assert v[0, 0, 0].item() == 0.0 and torch.isfinite(g).all()
+    np.testing.assert_array_equal(g[0, :, 0, 0].numpy(), [0.0, 0.0, 0.0])
+    rv, rg = ref.focal(x.detach().double().numpy(), y.numpy(), gamma=gamma, reduction="none", grad=True)
+    np.testing.assert_allclose(v.detach().numpy(), rv, rtol=1e-6)
+    np.testing.assert_allclose(g.numpy(), rg, rtol=1e-5, atol=1e-7)
+
+
+def test_softmax_focal_bad_alpha_length():
+    x, y = _seg((1, 3, 2, 2))
+    with pytest.raises(ValueError, match=r"focal: alpha must have one value per class \(C = 3\); got 4"):
+        F.focal(torch.tensor(x), torch.tensor(y), alpha=[1, 1, 1, 1])
+    with pytest.raises(ValueError, match=r"focal: alpha must have one value per class \(C = 3\); got 4"):
+        ref.focal(x, y, alpha=[1, 1, 1, 1])

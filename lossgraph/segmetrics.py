@@ -1,0 +1,135 @@
+"""Segmentation metrics as graphs: binary and per-class IoU (in percent), Berman's ``iou_binary``/``iou``.
+
+The prediction is made inside the graph (threshold / argmax), so an exported metric takes the raw
+network output. Counts are integer sums; no gradient (a metric has no differentiable input).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._functional import LossModule, check_segmentation, one_hot, valid_mask
+
+
+def _iou_percent(inter: torch.Tensor, union: torch.Tensor, empty: float) -> torch.Tensor:
+    """``100 · inter / union``, ``100 · empty`` where the union is empty."""
+    ok = union > 0
+    ratio = inter.to(torch.float32) / torch.where(ok, union, torch.ones_like(union)).to(torch.float32)
+    return 100.0 * torch.where(ok, ratio, torch.full_like(ratio, empty))
+
+
+def iou_binary(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    per_image: bool = True,
+    ignore_index: int | None = None,
+    empty: float = 1.0,
+    threshold: float = 0.0,
+) -> torch.Tensor:
+    """Foreground IoU of the thresholded prediction, in percent (Berman's ``iou_binary``).
+
+    ``pred = logits > threshold``; ``IoU = |y=1 ∧ pred| / |y=1 ∨ (pred ∧ valid)|``; an empty union
+    counts as ``empty``; per image then averaged, or over the whole batch; times 100.
+
+    Args:
+        logits: ``(B, H, W)`` float scores (use ``threshold=0.5`` for probabilities).
+        labels: ``(B, H, W)`` integers, 0 or 1, or ``ignore_index``.
+        per_image: mean of per-image IoUs (source default True), else one IoU over the batch.
+        ignore_index: label value whose pixels are ignored.
+        empty: IoU of an image with an empty union (source ``EMPTY=1.``).
+        threshold: a pixel is predicted foreground when ``logits > threshold``.
+
+    Returns:
+        float32 scalar in ``[0, 100]``. All pixels ignored gives ``100 · empty``.
+
+    Equals ``iou_binary(logits > threshold, labels, EMPTY=empty, ignore=ignore_index, per_image)``
+    of Berman's ``lovasz_losses.py``.
+
+    Example:
+        >>> round(float(iou_binary(torch.tensor([[[1.0, 1.0, -1.0]]]), torch.tensor([[[1, 0, 1]]]))), 4)
+        33.3333
+    """
+    fn = "iou_binary"
+    check_segmentation(fn, "logits", logits, labels, ignore_index, num_classes=2)
+    pred = logits > threshold
+    fg = labels == 1
+    inter = fg & pred
+    union = fg | (pred & valid_mask(labels, ignore_index))
+    dims = (1, 2) if per_image else (0, 1, 2)
+    return _iou_percent(inter.sum(dims), union.sum(dims), empty).mean()
+
+
+def iou(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    per_image: bool = False,
+    ignore_index: int | None = None,
+    empty: float = 1.0,
+) -> torch.Tensor:
+    """Per-class IoU of the argmax prediction, in percent (Berman's ``iou``).
+
+    ``pred = argmax_C logits``; for each class ``c``:
+    ``IoU_c = |y=c ∧ pred=c| / |y=c ∨ (pred=c ∧ valid)|``, ``empty`` for an empty union; per image
+    then averaged over images, or over the whole batch; times 100.
+
+    Args:
+        logits: ``(B, C, H, W)`` float scores (logits or probabilities: only the argmax counts; ties
+            go to the lowest class, like ``argmax``).
+        labels: ``(B, H, W)`` integers in ``[0, C)`` or ``ignore_index``.
+        per_image: average per-image IoUs (source default False: one IoU over the batch).
+        ignore_index: label value whose pixels are ignored.
+        empty: IoU of a class with an empty union (source ``EMPTY=1.``).
+
+    Returns:
+        float32 ``(C,)`` in ``[0, 100]``. All pixels ignored gives ``100 · empty`` for classes never
+        predicted. When ``ignore_index`` is a class id in ``[0, C)`` the source drops that class from
+        its output; here its entry is 0, so the output keeps shape ``(C,)``.
+
+    Equals ``iou(argmax(logits, 1), labels, C, EMPTY=empty, ignore=ignore_index, per_image)`` of
+    Berman's ``lovasz_losses.py`` (for ``ignore_index`` outside ``[0, C)``).
+
+    Example:
+        >>> x = torch.tensor([[[[2.0, 0.0]], [[0.0, 2.0]]]]); y = torch.tensor([[[0, 0]]])
+        >>> iou(x, y).tolist()
+        [50.0, 0.0]
+    """
+    fn = "iou"
+    c = check_segmentation(fn, "logits", logits, labels, ignore_index)
+    pred = one_hot(torch.argmax(logits, dim=1), c)  # (B, C, H, W)
+    truth = one_hot(labels, c)
+    inter = truth & pred
+    union = truth | (pred & valid_mask(labels, ignore_index).unsqueeze(1))
+    if per_image:
+        ious = _iou_percent(inter.sum((2, 3)), union.sum((2, 3)), empty).mean(0)
+    else:
+        ious = _iou_percent(inter.sum((0, 2, 3)), union.sum((0, 2, 3)), empty)
+    if ignore_index is not None:
+        classes = torch.arange(c, device=ious.device)
+        ious = torch.where(classes == ignore_index, torch.zeros_like(ious), ious)
+    return ious
+
+
+class IouBinary(LossModule):
+    """Module form of :func:`iou_binary`; ``forward(logits (B,H,W), labels (B,H,W)) -> scalar``."""
+
+    name = "iou_binary"
+
+    def __init__(
+        self, per_image: bool = True, ignore_index: int | None = None, empty: float = 1.0, threshold: float = 0.0
+    ) -> None:
+        super().__init__(per_image=per_image, ignore_index=ignore_index, empty=float(empty), threshold=float(threshold))
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return iou_binary(logits, labels, **self._params)
+
+
+class Iou(LossModule):
+    """Module form of :func:`iou`; ``forward(logits (B,C,H,W), labels (B,H,W)) -> (C,)``."""
+
+    name = "iou"
+
+    def __init__(self, per_image: bool = False, ignore_index: int | None = None, empty: float = 1.0) -> None:
+        super().__init__(per_image=per_image, ignore_index=ignore_index, empty=float(empty))
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return iou(logits, labels, **self._params)

@@ -1,0 +1,106 @@
+"""Reference cross-entropy losses (binary, multi-class, CE + Dice), float64, with gradients.
+
+The multi-class kernel loops over pixels: log-softmax at the label, optional focal modulation
+``(1 - p_y)^γ`` and class weight ``w_y``; ``d(-w (1-p)^γ log p)/d z_c = dℓ · (1[c = y] - p_c)``
+with ``dℓ = -w ((1-p)^γ - γ (1-p)^(γ-1) p log p)``. ``focal`` shares it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ._util import class_table, reduce, segmentation_inputs, sigmoid
+from .dice import dice
+
+
+@njit(cache=True)
+def softmax_nll(x, labels, valid, weights, gamma):
+    """x (B, C, P), labels (B, P) -> (per-pixel loss (B, P), its gradient w.r.t. x (B, C, P))."""
+    b_n, c_n, p_n = x.shape
+    loss = np.zeros((b_n, p_n))
+    grad = np.zeros_like(x)
+    for b in range(b_n):
+        for i in range(p_n):
+            if not valid[b, i]:
+                continue
+            top = x[b, 0, i]
+            for c in range(1, c_n):
+                top = max(top, x[b, c, i])
+            total = 0.0
+            for c in range(c_n):
+                total += math.exp(x[b, c, i] - top)
+            y = labels[b, i]
+            logp = x[b, y, i] - top - math.log(total)
+            p = math.exp(logp)
+            q = 1.0 - p
+            w = weights[y]
+            if gamma == 0.0:
+                mod, dmod = 1.0, 0.0
+            elif q > 0.0:
+                mod, dmod = q**gamma, -gamma * q ** (gamma - 1.0) * p
+            else:  # p = 1: the loss is 0 and so is its gradient (log p = 0), for any γ > 0
+                mod, dmod = 0.0, 0.0
+            loss[b, i] = -w * mod * logp
+            dl = -w * (mod + logp * dmod)
+            for c in range(c_n):
+                pc = math.exp(x[b, c, i] - top) / total
+                grad[b, c, i] = dl * ((1.0 if c == y else 0.0) - pc)
+    return loss, grad
+
+
+def pixel_losses(fn, logits, labels, ignore_index, table_name, table, gamma, scalar_alpha=False):
+    """Validated inputs -> (x, valid, per-pixel loss (B, H, W), per-pixel grad (B, C, H, W), weights)."""
+    x, lab, valid, c = segmentation_inputs(fn, "logits", logits, labels, ignore_index)
+    if scalar_alpha and np.isscalar(table):  # focal's scalar alpha: [α, 1-α, 1-α, ...]
+        w = np.where(np.arange(c) == 0, float(table), 1.0 - float(table))
+    else:
+        w = class_table(fn, table_name, table, c)
+    b = x.shape[0]
+    safe = np.where(valid, lab, 0)
+    loss, g = softmax_nll(x.reshape(b, c, -1), safe.reshape(b, -1), valid.reshape(b, -1), w, float(gamma))
+    return x, valid, loss.reshape(valid.shape), g.reshape(x.shape), w[safe] * valid
+
+
+def cross_entropy(logits, labels, ignore_index: int | None = 255, weight=None, reduction: str = "mean",
+                  grad: bool = False):
+    """``-w_y log softmax(x)_y`` per pixel; 'mean' is ``Σ w_y nll / Σ w_y`` over valid pixels (0 if none).
+
+    logits (B, C, H, W), labels (B, H, W). Returns the loss, or ``(loss, d/d logits)``.
+    """
+    fn = "cross_entropy"
+    x, valid, loss, g, w = pixel_losses(fn, logits, labels, ignore_index, "weight", weight, 0.0)
+    if reduction == "mean":
+        total = w.sum()
+        value = float(loss.sum() / total) if total > 0 else 0.0
+        scale = 1.0 / total if total > 0 else 0.0
+    else:
+        value, scale = reduce(loss, reduction, fn)
+    return (value, g * scale) if grad else value
+
+
+def binary_xloss(logits, labels, ignore_index: int | None = None, grad: bool = False):
+    """Mean over valid pixels of ``max(x, 0) - x y + log(1 + exp(-|x|))`` (0 if none).
+
+    logits (B, H, W), labels (B, H, W) in {0, 1} or ignore. Gradient ``(σ(x) - y) / n`` on valid pixels.
+    """
+    fn = "binary_xloss"
+    x, lab, valid, _ = segmentation_inputs(fn, "logits", logits, labels, ignore_index, binary=True)
+    y = (lab == 1).astype(np.float64)
+    n = valid.sum()
+    bce = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+    value = float(bce[valid].sum() / n) if n else 0.0
+    if not grad:
+        return value
+    return value, np.where(valid, (sigmoid(x) - y) / max(n, 1), 0.0)
+
+
+def ce_dice(logits, labels, smooth: float = 1.0, ignore_index: int | None = 255, weight=None, grad: bool = False):
+    """``cross_entropy(ignore_index, weight) + dice(smooth, ignore_index)``."""
+    if not grad:
+        return cross_entropy(logits, labels, ignore_index, weight) + dice(logits, labels, smooth, ignore_index)
+    v1, g1 = cross_entropy(logits, labels, ignore_index, weight, grad=True)
+    v2, g2 = dice(logits, labels, smooth, ignore_index, grad=True)
+    return v1 + v2, g1 + g2
