@@ -161,8 +161,10 @@ def class_weights(values: list[float], labels: torch.Tensor, dtype: torch.dtype)
 def log_softmax_at_labels(x: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log p_y (B, H, W), safe labels)`` for logits ``x (B, C, H, W)``; ignored pixels read class 0.
 
-    LogSoftmax + GatherElements (not ``F.cross_entropy``, which exports as SoftmaxCrossEntropyLoss).
+    ``z_y - log Σ exp(z)`` with ``z = x - max_C x``: reductions over C and one GatherElements (not
+    ``F.cross_entropy``, which exports as SoftmaxCrossEntropyLoss; not ``log_softmax(x, 1)``, whose
+    LogSoftmax node onnxruntime runs 8x slower on a non-last axis: 609 vs 74 ms at 8x21x256x256).
     """
     safe = torch.where(valid, labels, torch.zeros_like(labels))
-    logp = torch.log_softmax(x, dim=1)
-    return torch.gather(logp, 1, safe.unsqueeze(1)).squeeze(1), safe
+    z = x - x.amax(1, keepdim=True).detach()  # the shift cancels in value and gradient
+    return torch.gather(z, 1, safe.unsqueeze(1)).squeeze(1) - torch.log(torch.exp(z).sum(1)), safe
