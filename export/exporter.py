@@ -146,7 +146,9 @@ def to_onnx(
 
     dynamic_shapes = None
     if dynamic:
-        dims = {s: torch.export.Dim(s) for i in ins for s in i.shape if isinstance(s, str)}
+        # a Derived dim (N = H0*W0 + ...) is left to torch.export to infer (Dim.AUTO)
+        dims = {s: torch.export.Dim.AUTO if isinstance(s, catalog.Derived) else torch.export.Dim(s)
+                for i in ins for s in i.shape if isinstance(s, str)}
         dynamic_shapes = (tuple({k: dims[s] for k, s in enumerate(i.shape) if isinstance(s, str)} for i in ins),)
 
     module.eval()
@@ -163,6 +165,7 @@ def to_onnx(
             verbose=False,
         )
     model = program.model_proto
+    _name_derived_dims(model, ins)
     onnx.helper.set_model_props(model, spec.metadata(params))
     model.producer_name = "lossgraph"
     model.metadata_props.add(key=METADATA_END, value="")  # last: a file cut before it is known to be cut
@@ -171,6 +174,14 @@ def to_onnx(
     if path is not None:
         onnx.save(model, os.fspath(path))
     return model
+
+
+def _name_derived_dims(model: onnx.ModelProto, ins: Sequence[catalog.Input]) -> None:
+    """Graph inputs show a derived dim by its name (``N``), not torch.export's expression for it."""
+    for vi, i in zip(model.graph.input, ins):
+        for d, s in zip(vi.type.tensor_type.shape.dim, i.shape):
+            if isinstance(s, catalog.Derived):
+                d.dim_param = str(s)
 
 
 @contextlib.contextmanager

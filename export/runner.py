@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from lossgraph._checks import dtype_kind, fmt_shape
+from lossgraph.catalog import eval_dims
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -222,7 +223,21 @@ class OnnxLoss:
                         )
                     bound.setdefault(s, (d, spec.name))
             feeds[spec.name] = np.ascontiguousarray(x, dtype=want)
+        self._check_derived(loss, bound)
         return feeds
+
+    def _check_derived(self, loss: str, bound: Mapping[str, tuple[int, str]]) -> None:
+        """Dims the graph derives from others (``lossgraph.derived_dims``, e.g. N = H0*W0 + ...) must agree."""
+        derived = json.loads(self.metadata.get("lossgraph.derived_dims", "{}"))
+        sizes = {k: v[0] for k, v in bound.items()}
+        for name, expr in derived.items():
+            if name not in bound:
+                continue
+            want = eval_dims(expr, sizes)
+            if sizes[name] != want:
+                raise OnnxLossError(
+                    f"{loss}: {bound[name][1]} has {name} = {sizes[name]}; the other inputs give {name} = {expr} = {want}"
+                )
 
     def run(self, *args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
         """All outputs as a dict of arrays."""

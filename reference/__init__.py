@@ -7,8 +7,10 @@ name, and returns the value (float, array, or dict for loss sets). With ``grad=T
 gradient.
 """
 
+from .boxes import box_iou, ciou, diou, giou
 from .crossentropy import binary_xloss, ce_dice, cross_entropy
 from .dice import dice, soft_dice
+from .fcos import fcos
 from .focal import focal, sigmoid_focal
 from .lovasz import lovasz_hinge, lovasz_softmax
 from .metric import arcface, center_loss
@@ -17,11 +19,16 @@ from .segmetrics import iou, iou_binary
 __all__ = [
     "arcface",
     "binary_xloss",
+    "box_iou",
     "ce_dice",
     "center_loss",
+    "ciou",
     "cross_entropy",
     "dice",
+    "diou",
+    "fcos",
     "focal",
+    "giou",
     "iou",
     "iou_binary",
     "lovasz_hinge",

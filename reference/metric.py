@@ -26,7 +26,7 @@ from lossgraph._seeded import seeded_normal
 
 from ._util import as_f64, as_labels, check_labels, reduce
 
-SIN2_EPS = 4e-6  # the documented floor of sin²θ (lossgraph.metric.SIN2_EPS)
+SIN2_EPS = 1e-9  # the documented floor of sin²θ (lossgraph.metric.SIN2_EPS)
 NORM_EPS = 1e-12  # the documented norm floor when normalising rows
 
 

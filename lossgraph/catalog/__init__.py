@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-Shape = tuple  # symbolic: dimension names ("B") or fixed ints (4)
+Shape = tuple  # symbolic: dimension names ("B"), fixed ints (4) or Derived dims (N = H0*W0 + ...)
 Dims = Mapping[str, int]
 
 #: value domains an input can declare (written into ONNX metadata)
@@ -32,7 +32,36 @@ DOMAINS = (
     "ltrb",  # distances to the left, top, right, bottom box sides
     "features",  # embeddings
     "parameters",  # learned tensors fed as inputs (e.g. class centers)
+    "centerness",  # FCOS centerness targets in [0, 1], -1 marks negative locations
 )
+
+
+class Derived(str):
+    """A dimension computed from others, e.g. ``Derived("N", "H0*W0 + H1*W1")``.
+
+    It is its name wherever a dimension name is expected (shape checks, messages, ONNX dim names);
+    the exporter leaves it to ``torch.export`` (``Dim.AUTO``), the graph records ``expr`` in
+    ``lossgraph.derived_dims`` and the runner checks it (:func:`eval_dims`).
+    """
+
+    expr: str
+
+    def __new__(cls, name: str, expr: str) -> "Derived":
+        obj = super().__new__(cls, name)
+        obj.expr = expr
+        return obj
+
+
+def eval_dims(expr: str, dims: Mapping[str, int]) -> int:
+    """Evaluate a sum of products of dimension names and integers (``"H0*W0 + 4"``) at ``dims``."""
+    total = 0
+    for term in expr.split("+"):
+        prod = 1
+        for factor in term.split("*"):
+            factor = factor.strip()
+            prod *= int(factor) if factor.isdigit() else int(dims[factor])
+        total += prod
+    return total
 
 
 @dataclass(frozen=True)
@@ -160,7 +189,7 @@ class Spec:
 
         p = self.resolve(params)
         ins = self.input_specs(p)
-        return {
+        meta = {
             "lossgraph.version": __version__,
             "lossgraph.loss": self.name,
             "lossgraph.params": json.dumps(p, sort_keys=True),
@@ -168,6 +197,10 @@ class Spec:
             "lossgraph.input_shapes": json.dumps({i.name: list(i.shape) for i in ins}),
             "lossgraph.outputs": json.dumps(list(self.output_names(p))),
         }
+        derived = {s: s.expr for i in ins for s in i.shape if isinstance(s, Derived)}
+        if derived:
+            meta["lossgraph.derived_dims"] = json.dumps(derived)
+        return meta
 
 
 def _collect() -> dict[str, Spec]:
