@@ -1,4 +1,4 @@
-"""The ``lossgraph`` command line: list, export, eval, check, inspect.
+"""The ``lossgraph`` command line: list, export, eval, check, bench, inspect.
 
 User mistakes (unknown loss, bad parameter, wrong inputs, unreadable files) print one line
 ``lossgraph: error: ...`` and exit with status 2; failed parity checks exit with status 1.
@@ -219,6 +219,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in rows) else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    if args.all == bool(args.names):
+        raise UserError("bench takes loss names or --all")
+    names = catalog.names() if args.all else args.names
+    for n in names:
+        catalog.get(n)
+    backends = args.backends.split(",") if args.backends else bench.BACKENDS
+    kwargs = dict(provider=args.provider, repeat=args.repeat, threads=args.threads, grad=args.grad, backends=backends)
+    results = bench.bench(
+        names, parse_dims(args.shape), parse_params(args.param), progress=lambda r: print(bench.summary(r), flush=True), **kwargs
+    )
+    print(bench.format_table(results))
+    if args.out:
+        paths = bench.write_results(results, args.out)
+        print(f"wrote {', '.join(paths.values())}")
+    return 0
+
+
 def describe_model(path: str) -> dict[str, Any]:
     """Inputs (with dynamic dim names), outputs, opset, metadata and op histogram of a graph."""
     import onnx
@@ -307,6 +327,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep", metavar="DIR", help="write the exported graphs to DIR")
     s.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("bench", help="time torch eager, onnxruntime, the Numba reference and the source loop code")
+    s.add_argument("names", nargs="*")
+    s.add_argument("--all", action="store_true")
+    s.add_argument("--shape", help="sizes instead of each entry's bench_dims, e.g. B=8,C=21,H=256,W=256")
+    s.add_argument("--param", action="append", default=[], metavar="K=V", help="loss parameter (JSON value)")
+    s.add_argument("--provider", default="cpu", choices=["auto", "cpu", "cuda"],
+                   help="cuda: torch on the GPU and onnxruntime's CUDA provider (error where CUDA is absent)")
+    s.add_argument("--repeat", type=int, default=5, help="timed rounds after one warm-up (default 5)")
+    s.add_argument("--threads", type=int, default=None, help="intra-op threads for torch, onnxruntime, Numba")
+    s.add_argument("--grad", action="store_true", help="time value and gradient (gradient graphs)")
+    s.add_argument("--backends", help="comma-separated subset of torch,onnx,reference,source")
+    s.add_argument("--out", default="results/bench", help="folder for results.md/.json/.png ('' to skip)")
+    s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("inspect", help="show an ONNX graph's inputs, outputs, opset, metadata, ops")
     s.add_argument("model")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_dtype, check_shapes
-from ._functional import LossModule, check_segmentation, one_hot, safe_div, to_acc, valid_mask
+from ._functional import LossModule, check_segmentation, one_hot, safe_div, softmax_c, to_acc, valid_mask
 
 
 def dice(
@@ -52,7 +52,7 @@ def dice(
     x = to_acc(logits)
     valid = valid_mask(labels, ignore_index).unsqueeze(1)  # (B, 1, H, W)
     m = valid.to(x.dtype)
-    p = torch.softmax(x, dim=1) * m
+    p = softmax_c(x) * m
     t = (one_hot(labels, c) & valid).to(x.dtype)
     dims = (0, 2, 3) if per_class else (0, 1, 2, 3)
     inter = (p * t).sum(dims)

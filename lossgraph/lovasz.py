@@ -15,29 +15,29 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_dtype, check_shapes
-from ._functional import LossModule, check_label_values, safe_div, to_acc
+from ._functional import LossModule, check_label_values, safe_div, to_acc, wide_sum
 
 CLASSES = ("present", "all")
 
 
-def lovasz_weights(fg_sorted: torch.Tensor, valid_sorted: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Jaccard-loss increments ``g_k = J_k - J_{k-1}`` along the last (sorted) axis.
+def lovasz_weights(fg_sorted: torch.Tensor, total: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Jaccard-loss increments ``g_k = J_k - J_{k-1}`` along the last (sorted) axis, but ``g_1`` of
+    groups without foreground (see below).
 
-    With ``G`` foreground pixels, ``tp_k``/``fp_k`` the foreground/background pixels among the first
-    ``k`` valid ones, ``J_k = k / (G + fp_k)``, so a foreground pixel adds ``1 / (G + fp_k)`` and a
-    background pixel ``(G - tp_k) / ((G + fp_k)(G + fp_k - 1))`` (1 for the first pixel when G = 0).
-    Invalid (ignored) positions get 0. Counts use int64 cumulative sums, so they are exact.
+    ``fg_sorted``: bool foreground flags in sorted order, valid pixels first; ``total``: the number
+    ``G`` of valid foreground pixels, shape ``(..., 1)``. With ``tp_k``/``fp_k`` the foreground /
+    background pixels among the first ``k``, ``J_k = k / (G + fp_k)``, so a foreground pixel adds
+    ``1 / (G + fp_k)`` and a background pixel ``(G - tp_k) / ((G + fp_k)(G + fp_k - 1))``, written
+    with ``d = G + fp_k`` as ``(d - k) / (d (d - 1))``. The one exception, ``g_1 = 1`` when ``G = 0``
+    (``J`` jumps from 0 to 1), is left at 0 here and added by :func:`lovasz_sorted_sum` per group,
+    which saves full-size operations. Counts are int32 cumulative sums, exact; positions past the
+    valid pixels get finite values that the caller masks.
     """
-    fg = fg_sorted & valid_sorted
-    tp = torch.cumsum(fg.to(torch.int64), -1)
-    k = torch.cumsum(valid_sorted.to(torch.int64), -1)
-    total = tp[..., -1:]
-    d = (total + k - tp).to(dtype)  # G + fp_k
-    tpf, totalf = tp.to(dtype), total.to(dtype)
-    pos = 1.0 / torch.clamp(d, min=1.0)
-    neg = torch.where(d > 1, (totalf - tpf) / torch.clamp(d * (d - 1), min=1.0), torch.ones_like(d))
-    g = torch.where(fg_sorted, pos, neg)
-    return torch.where(valid_sorted, g, torch.zeros_like(g))
+    tp = torch.cumsum(fg_sorted.to(torch.int32), -1)  # int32: up to 2**31 pixels per group
+    k = torch.arange(1, fg_sorted.shape[-1] + 1, device=fg_sorted.device, dtype=torch.int32)
+    d = (total.to(torch.int32) + k - tp).to(dtype)  # G + fp_k >= 1
+    bg = (d - k.to(dtype)) / torch.clamp(d - 1.0, min=1.0)  # (G - tp_k) / (d - 1)
+    return torch.where(fg_sorted, 1.0, bg) / d
 
 
 def lovasz_sorted_sum(
@@ -46,18 +46,22 @@ def lovasz_sorted_sum(
     """Lovász extension of the Jaccard loss over the last axis: ``(N, K, P) -> (N, K)``.
 
     ``errors`` float, ``fg`` bool foreground, ``valid`` bool (broadcastable to ``errors``); invalid
-    pixels are sorted last and weigh nothing. ``hinge`` applies ReLU to the sorted errors.
+    pixels are sorted last and weigh nothing. ``hinge`` applies ReLU to the sorted errors. One sort
+    gives the sorted errors (differentiable) and the permutation for the foreground flags; the sum
+    over pixels accumulates in float64 (onnxruntime's float32 ReduceSum drifts at 65k+ pixels).
+    A group without foreground has ``J_k = 1`` for every k, so its loss is its largest error.
     """
-    valid = valid.expand_as(errors)
-    key = torch.where(valid, errors, torch.full_like(errors, float("-inf")))
-    perm = torch.sort(key, dim=-1, descending=True)[1]
-    err_sorted = torch.gather(errors, -1, perm)
-    fg_sorted = torch.gather(fg, -1, perm)
-    valid_sorted = torch.gather(valid, -1, perm)
-    g = lovasz_weights(fg_sorted, valid_sorted, errors.dtype)
+    fg = fg & valid
+    total = fg.sum(-1, keepdim=True)
+    key = torch.where(valid, errors, float("-inf"))
+    err_sorted, perm = torch.sort(key, dim=-1, descending=True)
+    valid_sorted = err_sorted > float("-inf")
+    g = lovasz_weights(torch.gather(fg, -1, perm), total, errors.dtype)
     if hinge:
         err_sorted = F.relu(err_sorted)
-    return torch.where(valid_sorted, err_sorted * g, torch.zeros_like(g)).sum(-1)
+    loss = wide_sum(torch.where(valid_sorted, err_sorted * g, 0.0), -1)
+    no_fg = (total == 0) & valid_sorted[..., :1]  # a valid pixel, none foreground ([..., :1]: P may be 0)
+    return loss + torch.where(no_fg, err_sorted[..., :1], 0.0).sum(-1)
 
 
 def _valid_mask(labels: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
@@ -102,7 +106,7 @@ def lovasz_hinge(
     x = x.reshape(n, 1, -1)
     lab = labels.reshape(n, 1, -1)
     fg = lab == 1
-    errors = 1.0 - x * (2.0 * fg.to(x.dtype) - 1.0)
+    errors = torch.where(fg, 1.0 - x, 1.0 + x)  # 1 - x * sign, sign = +1 (fg) / -1
     losses = lovasz_sorted_sum(errors, fg, _valid_mask(lab, ignore_index), hinge=True)
     return losses.mean()
 
@@ -184,11 +188,12 @@ def lovasz_softmax(
     lab = labels.reshape(n, 1, -1)
     fg = lab == label_of_channel[None, :, None]  # (N, C, P)
     valid = _valid_mask(lab, ignore_index)  # (N, 1, P)
-    errors = (fg.to(x.dtype) - x).abs()
-    losses = lovasz_sorted_sum(errors, fg, valid)  # (N, C)
-    weight = taken[None, :].expand_as(losses)
+    errors = torch.where(fg, 1.0 - x, x).abs()  # |1[y = c] - p_c|
+    weight = taken[None, :].expand(n, -1)  # (N, C): the groups averaged over
     if classes == "present":
         weight = weight & (fg & valid).any(-1)
+    # groups not taken are all invalid: they sort as constants (several times faster) and weigh 0
+    losses = lovasz_sorted_sum(errors, fg, valid & weight[..., None])  # (N, C)
     w = weight.to(losses.dtype)
     per_group = safe_div((losses * w).sum(-1), w.sum(-1))
     return per_group.mean()

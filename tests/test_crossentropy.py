@@ -71,7 +71,8 @@ def test_all_ignored_gives_zero_where_torch_gives_nan(tmp_path):
     path = tmp_path / "ce.onnx"
     model = to_onnx(lg.CrossEntropy(), [x.astype(np.float32), y], path)
     ops = {n.op_type for n in model.graph.node}
-    assert "LogSoftmax" in ops and "SoftmaxCrossEntropyLoss" not in ops  # no CPU-only node under CUDA
+    # no CPU-only node under CUDA; no LogSoftmax on axis 1 (8x slower in onnxruntime than the reductions)
+    assert "GatherElements" in ops and not ops & {"SoftmaxCrossEntropyLoss", "LogSoftmax"}
     x2, y2 = _inputs((3, 5, 2, 9), seed=3)
     y2[:] = 255
     assert OnnxLoss(path, providers="cpu")(x2.astype(np.float32), y2) == 0.0

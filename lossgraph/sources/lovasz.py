@@ -105,3 +105,7 @@ def lovasz_softmax(
     if per_image:
         return _mean([flat(p[None], y[None]) for p, y in zip(probas, labels)], probas)
     return flat(probas, labels)
+
+
+#: catalog name -> source formulation (see ``lossgraph.sources``)
+SOURCES = {"lovasz_hinge": lovasz_hinge, "lovasz_softmax": lovasz_softmax}

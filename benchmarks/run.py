@@ -1,0 +1,39 @@
+"""The benchmark run behind RESULTS.md: every catalog entry at its benchmark size, plus the variants the
+targets name (Lovász-Softmax per_image=True with B=8), in one process; writes ``results/``.
+
+    python benchmarks/run.py [--threads N] [--repeat R] [--out benchmarks/results] [--grad]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from lossgraph import bench, catalog
+
+#: (name, parameters) benchmarked besides every entry's defaults
+VARIANTS = (("lovasz_softmax", {"per_image": True}),)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--grad", action="store_true")
+    ap.add_argument("--provider", default="cpu")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = ap.parse_args()
+    kwargs = dict(repeat=args.repeat, threads=args.threads, grad=args.grad, provider=args.provider)
+    jobs = [(n, {}) for n in catalog.names()] + [v for v in VARIANTS if v[0] in catalog.names()]
+    results = []
+    for name, params in jobs:
+        r = bench.bench_spec(catalog.get(name), params=params, **kwargs)
+        print(bench.summary(r), flush=True)
+        results.append(r)
+    print(bench.format_table(results))
+    paths = bench.write_results(results, args.out)
+    print("wrote", ", ".join(paths.values()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The benchmark harness on tiny shapes: what it measures and reports, never how fast (no timing asserts)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from lossgraph import bench, catalog, cli
+from lossgraph.export.runner import cuda_usable
+from lossgraph.sources import lovasz as lovasz_sources
+from lossgraph.sources import source_of
+
+TINY = {"B": 2, "C": 3, "H": 5, "W": 7}
+
+
+@pytest.mark.parametrize("name", ["lovasz_softmax"])
+@pytest.mark.parametrize("grad", [False, True])
+def test_every_backend_timed_and_agreeing(name, grad, graphs):
+    # default parameters: the first case's graphs, shared with the parity tests through ``graphs``
+    r = bench.bench_spec(catalog.get(name), TINY, repeat=2, threads=1, grad=grad, graphs=graphs)
+    assert set(r.timings) == set(bench.BACKENDS)
+    for b, t in r.timings.items():
+        assert not t.skipped, b
+        assert len(t.times) == 2 and t.median_s == float(np.median(t.times)) and t.first_s > 0
+        assert t.value is not None
+    # the four backends computed the same loss (and, with grad, the same gradient sums)
+    assert r.max_rel_diff() < 1e-5
+    if not grad:  # the value timed is the loss on the seeded inputs at TINY
+        expected = catalog.get(name).ref(catalog.get(name).example_inputs(TINY), r.params)
+        np.testing.assert_allclose(r.timings["torch"].value, expected, rtol=1e-5)
+    assert r.timings["reference"].jit_s is not None and r.export_s is not None
+    assert r.ratio("onnx", "torch") == r.median("onnx") / r.median("torch")
+    assert r.dims == TINY and r.dims_from == "given" and r.threads == 1 and r.params == catalog.get(name).params
+
+
+def test_entry_without_bench_dims_falls_back_and_says_so():
+    spec = dataclasses.replace(catalog.get("sigmoid_focal"), bench_dims=None)
+    dims, origin = bench.bench_dims(spec)
+    assert dims == dict(spec.cases[0].export_dims) and origin == "first case (no bench_dims)"
+    assert bench.bench_dims(catalog.get("lovasz_hinge")) == ({"B": 8, "H": 256, "W": 256}, "bench_dims")
+
+
+def test_source_discovery_by_mapping():
+    assert source_of("lovasz", "lovasz_softmax") is lovasz_sources.lovasz_softmax
+    assert source_of("lovasz", "lovasz_hinge") is lovasz_sources.lovasz_hinge
+    assert source_of("lovasz", "no_such_loss") is None
+    assert source_of("no_such_family", "x") is None
+
+
+def test_missing_source_is_reported_not_timed():
+    r = bench.bench_spec(catalog.get("sigmoid_focal"), TINY, repeat=1, backends=("torch", "reference", "source"))
+    assert r.timings["source"].skipped == "no source formulation" and r.timings["source"].median_s is None
+    assert r.ratio("torch", "source") is None and "onnx" not in r.timings
+    table = bench.format_table([r])
+    assert "| sigmoid_focal | defaults | B2×C3×H5×W7 (given) |" in table and "—" in table
+
+
+def test_cuda_provider_fails_clearly_without_cuda():
+    if cuda_usable():
+        assert bench.resolve_provider("cuda") == "cuda"
+    else:
+        with pytest.raises(bench.BenchError, match="CUDA is not usable here"):
+            bench.resolve_provider("cuda")
+        assert bench.resolve_provider("auto") == "cpu"
+    with pytest.raises(bench.BenchError, match="provider must be"):
+        bench.resolve_provider("tpu")
+
+
+def test_peak_memory_sees_an_allocation():
+    with bench.PeakMemory() as mem:
+        a = np.ones(32 * 2**20)  # 256 MiB, touched
+        a.sum()
+        del a
+    if mem.mib is None:
+        pytest.skip("no /proc/self/clear_refs on this platform")
+    assert 200 < mem.mib < 400
+
+
+def test_cli_bench_writes_table_json_and_png(tmp_path, capsys):
+    out = tmp_path / "res"
+    rc = cli.main(["bench", "lovasz_hinge", "--shape", "B=2,H=4,W=5", "--repeat", "1", "--threads", "1",
+                   "--backends", "torch,reference,source", "--out", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "lovasz_hinge B2×H4×W5 [cpu, 1 threads]" in text and "ours/source" in text
+    md = (out / "results.md").read_text()
+    assert "| loss | params | size | torch ms |" in md and "results.png" in md
+    data = json.loads((out / "results.json").read_text())
+    assert data["results"][0]["name"] == "lovasz_hinge" and data["environment"]["threads"] == 1
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_bench_errors(capsys):
+    assert cli.main(["bench"]) == 2
+    assert "bench takes loss names or --all" in capsys.readouterr().err
+    assert cli.main(["bench", "nope"]) == 2
+    assert "unknown loss 'nope'" in capsys.readouterr().err
+    if not cuda_usable():
+        assert cli.main(["bench", "lovasz_hinge", "--provider", "cuda", "--out", ""]) == 2
+        assert "CUDA is not usable here" in capsys.readouterr().err
