@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_dtype, check_shapes
-from ._functional import LossModule, check_label_values, safe_div, to_acc, wide_sum
+from ._functional import LossModule, check_label_values, safe_div, softmax_c, to_acc, valid_mask, wide_sum
 
 CLASSES = ("present", "all")
 
@@ -64,12 +64,6 @@ def lovasz_sorted_sum(
     return loss + torch.where(no_fg, err_sorted[..., :1], 0.0).sum(-1)
 
 
-def _valid_mask(labels: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
-    if ignore_index is None:
-        return torch.ones_like(labels, dtype=torch.bool)
-    return labels != ignore_index
-
-
 def lovasz_hinge(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -107,7 +101,7 @@ def lovasz_hinge(
     lab = labels.reshape(n, 1, -1)
     fg = lab == 1
     errors = torch.where(fg, 1.0 - x, 1.0 + x)  # 1 - x * sign, sign = +1 (fg) / -1
-    losses = lovasz_sorted_sum(errors, fg, _valid_mask(lab, ignore_index), hinge=True)
+    losses = lovasz_sorted_sum(errors, fg, valid_mask(lab, ignore_index), hinge=True)
     return losses.mean()
 
 
@@ -171,7 +165,7 @@ def lovasz_softmax(
     channel = torch.arange(num_classes, device=x.device)
     single = torch.ones_like(x[0, :, 0, 0]).sum() == 1  # tensor bool: C == 1
     if from_logits:
-        x = torch.where(single, torch.sigmoid(x), torch.softmax(x, dim=1))
+        x = torch.where(single, torch.sigmoid(x), softmax_c(x))
     fg_label = chosen[0] if (chosen is not None and len(chosen) == 1) else 1
     label_of_channel = torch.where(single, torch.full_like(channel, fg_label), channel)
     if chosen is None:
@@ -187,7 +181,7 @@ def lovasz_softmax(
         x = x.transpose(0, 1).reshape(1, num_classes, -1)
     lab = labels.reshape(n, 1, -1)
     fg = lab == label_of_channel[None, :, None]  # (N, C, P)
-    valid = _valid_mask(lab, ignore_index)  # (N, 1, P)
+    valid = valid_mask(lab, ignore_index)  # (N, 1, P)
     errors = torch.where(fg, 1.0 - x, x).abs()  # |1[y = c] - p_c|
     weight = taken[None, :].expand(n, -1)  # (N, C): the groups averaged over
     if classes == "present":

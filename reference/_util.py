@@ -72,11 +72,6 @@ def segmentation_inputs(fn: str, name: str, pred: Any, labels: Any, ignore_index
     return x, lab, valid, c
 
 
-def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """``(B, H, W)`` labels -> ``(B, C, H, W)`` float64; labels outside ``[0, C)`` give a zero column."""
-    return (labels[:, None] == np.arange(num_classes).reshape(1, -1, *([1] * (labels.ndim - 1)))).astype(np.float64)
-
-
 def class_table(fn: str, name: str, values: Any, num_classes: int, default: float = 1.0) -> np.ndarray:
     """A per-class parameter as a float64 ``(C,)`` array (``default`` everywhere when ``values`` is None)."""
     if values is None:

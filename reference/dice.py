@@ -2,16 +2,20 @@
 
 A Dice score ``D = N / M`` with ``N = 2 Σ p t + s`` and ``M = Σ p + Σ t + s`` (``Σ p² + Σ t²``
 squared) has ``dD/dp = (2 t M - N dM/dp) / M²``, ``dM/dp = 1`` (``2p`` squared); masked pixels
-are left out of the sums, and the softmax is chained at the end.
+are left out of the sums, and the softmax is chained at the end. The multi-class sums and the
+gradient are Numba kernels over pixels (one softmax per pixel, no one-hot or probability arrays).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit, prange
 
 from lossgraph._checks import check_shapes
 
-from ._util import as_f64, one_hot, segmentation_inputs, sigmoid, softmax, softmax_backward
+from ._util import as_f64, segmentation_inputs, sigmoid
 
 
 def _dice_score(p, t, smooth, squared, axes):
@@ -26,6 +30,70 @@ def _dice_score(p, t, smooth, squared, axes):
     return score, grad
 
 
+@njit(cache=True)
+def _softmax_at(x, b, i, out):
+    """``out[c] = softmax(x[b, :, i])_c``."""
+    c_n = x.shape[1]
+    top = x[b, 0, i]
+    for c in range(1, c_n):
+        top = max(top, x[b, c, i])
+    total = 0.0
+    for c in range(c_n):
+        out[c] = math.exp(x[b, c, i] - top)
+        total += out[c]
+    for c in range(c_n):
+        out[c] /= total
+
+
+@njit(cache=True, parallel=True)
+def softmax_class_sums(x, labels, valid, squared, chunks):
+    """x (B, C, P), labels/valid (B, P) -> (3, C): ``Σ p t``, ``Σ p`` (``Σ p²`` squared), ``Σ t``.
+
+    Sums run over valid pixels, ``p = softmax(x)`` over C, ``t`` one-hot; ``chunks`` pixel ranges
+    run in parallel, each into its own row of partial sums.
+    """
+    b_n, c_n, p_n = x.shape
+    n = b_n * p_n
+    parts = np.zeros((chunks, 3, c_n))
+    for j in prange(chunks):
+        p = np.empty(c_n)
+        for k in range(n * j // chunks, n * (j + 1) // chunks):
+            b = k // p_n
+            i = k - b * p_n
+            if not valid[b, i]:
+                continue
+            _softmax_at(x, b, i, p)
+            y = labels[b, i]
+            for c in range(c_n):
+                parts[j, 1, c] += p[c] * p[c] if squared else p[c]
+            parts[j, 0, y] += p[y]
+            parts[j, 2, y] += 1.0
+    return parts.sum(axis=0)
+
+
+@njit(cache=True, parallel=True)
+def softmax_dice_grad(x, labels, valid, coef_t, coef_m, squared):
+    """Chain ``dL/dp_c = coef_t[c] t_c + coef_m[c] dM/dp_c`` through the softmax, per valid pixel."""
+    b_n, c_n, p_n = x.shape
+    grad = np.zeros(x.shape)
+    for k in prange(b_n * p_n):
+        b = k // p_n
+        i = k - b * p_n
+        if not valid[b, i]:
+            continue
+        p = grad[b, :, i]  # the softmax is kept in the output column, then overwritten
+        _softmax_at(x, b, i, p)
+        y = labels[b, i]
+        dot = 0.0
+        for c in range(c_n):
+            g = coef_m[c] * (2.0 * p[c] if squared else 1.0) + (coef_t[c] if c == y else 0.0)
+            dot += p[c] * g
+        for c in range(c_n):
+            g = coef_m[c] * (2.0 * p[c] if squared else 1.0) + (coef_t[c] if c == y else 0.0)
+            p[c] = p[c] * (g - dot)
+    return grad
+
+
 def dice(logits, labels, smooth: float = 1.0, ignore_index: int | None = None, squared: bool = False,
          per_class: bool = False, grad: bool = False):
     """Multi-class Dice loss of ``softmax(logits)`` against one-hot labels, over the whole batch.
@@ -33,27 +101,34 @@ def dice(logits, labels, smooth: float = 1.0, ignore_index: int | None = None, s
     Global: ``1 - D`` with every class and pixel pooled (0 when no pixel is valid). ``per_class``:
     mean over the C classes of ``1 - D_c``, 0 for classes absent from the valid labels.
     logits (B, C, H, W), labels (B, H, W). Returns the loss, or ``(loss, d/d logits)``.
+
+    Per group (a class, or everything pooled) ``D = N / M``, ``N = 2 Σ p t + s``,
+    ``M = Σ p + Σ t + s``; ``dD/dp = 2 t / M - N / M² dM/dp``.
     """
     fn = "dice"
     x, lab, valid, c = segmentation_inputs(fn, "logits", logits, labels, ignore_index)
-    m = valid[:, None].astype(np.float64)
-    soft = softmax(x, 1)
-    p = soft * m
-    t = one_hot(lab, c) * m
-    axes = (0, 2, 3) if per_class else (0, 1, 2, 3)
-    score, g = _dice_score(p, t, smooth, squared, axes)
+    b = x.shape[0]
+    x3, lab2, valid2 = x.reshape(b, c, -1), np.where(valid, lab, 0).reshape(b, -1), valid.reshape(b, -1)
+    chunks = max(1, min(64, lab2.size // 4096))
+    pt, pm, t = softmax_class_sums(x3, lab2, valid2, squared, chunks)
+    if not per_class:
+        pt, pm, t = pt.sum(keepdims=True), pm.sum(keepdims=True), t.sum(keepdims=True)
+    num = 2.0 * pt + smooth
+    den = pm + t + smooth
+    ok = den != 0
+    safe = np.where(ok, den, 1.0)
+    score = np.where(ok, num / safe, 0.0)
     if per_class:
-        present = t.sum(axes, keepdims=True) > 0
-        value = float(np.where(present, 1.0 - score, 0.0).sum() / c)
-        g = -np.where(present, g, 0.0) / c
-    elif valid.any():
-        value = float(1.0 - score.item())
-        g = -g
+        weight = (t > 0) / c  # absent classes count 0 and have no gradient
+        value = float((weight * (1.0 - score)).sum())
     else:
-        value, g = 0.0, np.zeros_like(g)
+        weight = np.ones(1) * valid.any()
+        value = float(1.0 - score[0]) if valid.any() else 0.0
     if not grad:
         return value
-    return value, softmax_backward(soft, g * m, 1)
+    coef_t = np.where(ok, -2.0 * weight / safe, 0.0) * np.ones(c)
+    coef_m = np.where(ok, weight * num / safe**2, 0.0) * np.ones(c)
+    return value, softmax_dice_grad(x3, lab2, valid2, coef_t, coef_m, squared).reshape(x.shape)
 
 
 def soft_dice(probas, targets, smooth: float = 1.0, from_logits: bool = False, grad: bool = False):

@@ -42,7 +42,8 @@ def focal(logits, labels, gamma: float = 2.0, alpha=None, ignore_index: int | No
     (B, C, H, W), labels (B, H, W). Returns the loss, or ``(loss, d/d logits)``.
     """
     fn = "focal"
-    x, valid, loss, g, _ = pixel_losses(fn, logits, labels, ignore_index, "alpha", alpha, gamma, scalar_alpha=True)
+    x, valid, loss, g, _ = pixel_losses(fn, logits, labels, ignore_index, "alpha", alpha, gamma, grad,
+                                        scalar_alpha=True)
     if reduction == "mean":
         n = valid.sum()
         value, scale = (float(loss.sum() / n), 1.0 / n) if n else (0.0, 0.0)

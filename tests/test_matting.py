@@ -220,3 +220,20 @@ def test_set_options_are_checked():
         lg.SegMattingSet(route="soft")
     assert catalog.get("matting_set").min_sizes({"losses": ["laplacian"], "levels": 2}) == {"H": 8, "W": 8}
     assert catalog.get("seg_matting_set").min_sizes() == {}
+
+
+@pytest.mark.parametrize("name", sorted(src.SOURCES))
+@pytest.mark.parametrize("area", [None, AREA_512])
+def test_sources_mapping_equals_catalog_module(name, area):
+    """The bench's ``ours/source`` column: each SOURCES entry, called like the functional form with
+    the catalog's parameters, gives the module's value (``area=None`` puts H·W in the source's 512²)."""
+    spec = catalog.get(name)
+    p = spec.resolve({} if name == "laplacian" else {"area": area})
+    pred, target, mask = _mattes((3, 1, 64, 70), seed=13)
+    target[0] = (target[0] > 0.5).double()  # one segmentation sample for the routed set
+    args = (pred, target) if name == "laplacian" else (pred, target, mask)
+    got, want = spec.build(**p)(*args), lg.sources.source_of("matting", name)(*args, **p)
+    got, want = (got, want) if isinstance(got, dict) else ({name: got}, {name: want})
+    assert list(got) == list(want)
+    for k in got:
+        assert got[k].item() == pytest.approx(want[k].item(), rel=1e-12), k

@@ -19,33 +19,35 @@ import torch.nn.functional as F
 SOURCE_AREA = 262144  # 512 * 512, hard-coded in the source
 
 
-def _scale(mask: torch.Tensor) -> torch.Tensor:
-    return mask.shape[0] * SOURCE_AREA / torch.sum(mask)
+def _scale(mask: torch.Tensor, area: float | None = SOURCE_AREA) -> torch.Tensor:
+    """``B · area / Σ mask``: the source's normaliser; ``area=None`` puts ``H·W`` in place of its 512²."""
+    area = mask.shape[-2] * mask.shape[-1] if area is None else area
+    return mask.shape[0] * area / torch.sum(mask)
 
 
-def unknown_l1_loss(pred, target, mask):
-    return F.l1_loss(pred * mask, target * mask) * _scale(mask)
+def unknown_l1_loss(pred, target, mask, area=SOURCE_AREA):
+    return F.l1_loss(pred * mask, target * mask) * _scale(mask, area)
 
 
-def known_l1_loss(pred, target, mask):
+def known_l1_loss(pred, target, mask, area=SOURCE_AREA):
     known = 1 - mask
-    return F.l1_loss(pred * known, target * known) * _scale(known)
+    return F.l1_loss(pred * known, target * known) * _scale(known, area)
 
 
-def known_smooth_l1_loss(pred, target, mask):
+def known_smooth_l1_loss(pred, target, mask, area=SOURCE_AREA):
     known = 1 - mask
-    return F.smooth_l1_loss(pred * known, target * known) * _scale(known)
+    return F.smooth_l1_loss(pred * known, target * known) * _scale(known, area)
 
 
-def smooth_l1_loss(pred, target, mask):
-    return F.smooth_l1_loss(pred * mask, target * mask) * _scale(mask)
+def smooth_l1_loss(pred, target, mask, area=SOURCE_AREA):
+    return F.smooth_l1_loss(pred * mask, target * mask) * _scale(mask, area)
 
 
-def bce_loss(pred, target, mask):
-    return F.binary_cross_entropy(pred * mask, target * mask) * _scale(mask)
+def bce_loss(pred, target, mask, area=SOURCE_AREA):
+    return F.binary_cross_entropy(pred * mask, target * mask) * _scale(mask, area)
 
 
-def sigmoid_focal_loss(pred, target, mask, alpha: float = 0.25, gamma: float = 2.0):
+def sigmoid_focal_loss(pred, target, mask, alpha: float = 0.25, gamma: float = 2.0, area=SOURCE_AREA):
     """torchvision's focal formula with the probabilities ``pred`` in place of ``sigmoid(logits)``."""
     p, t = pred * mask, target * mask
     ce = F.binary_cross_entropy(p, t, reduction="none")
@@ -53,10 +55,10 @@ def sigmoid_focal_loss(pred, target, mask, alpha: float = 0.25, gamma: float = 2
     loss = ce * (1 - p_t) ** gamma
     if alpha >= 0:
         loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
-    return loss.mean() * _scale(mask)
+    return loss.mean() * _scale(mask, area)
 
 
-def gradient_penalty(pred, target, mask):
+def gradient_penalty(pred, target, mask, area=SOURCE_AREA):
     sobel_x = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=pred.dtype).view(1, 1, 3, 3)
     sobel_y = sobel_x.transpose(2, 3)
     pgx, pgy = F.conv2d(pred, sobel_x, padding=1), F.conv2d(pred, sobel_y, padding=1)
@@ -67,7 +69,7 @@ def gradient_penalty(pred, target, mask):
         + 0.01 * torch.mean(torch.abs(pgx * mask))
         + 0.01 * torch.mean(torch.abs(pgy * mask))
     )
-    return loss * _scale(mask)
+    return loss * _scale(mask, area)
 
 
 def gauss_kernel(dtype=torch.float64) -> torch.Tensor:
@@ -108,7 +110,7 @@ def laplacian_loss(pred, target, max_levels: int = 5):
     return sum((2**i) * F.l1_loss(a, b) for i, (a, b) in enumerate(zip(pp, pt))) / len(pp)
 
 
-#: the source's loss names (without ``_loss``) -> its functions
+#: the source's loss names (without ``_loss``) -> its masked functions; ``laplacian`` takes no mask
 LOSSES: dict[str, Callable] = {
     "unknown_l1": unknown_l1_loss,
     "known_l1": known_l1_loss,
@@ -117,16 +119,21 @@ LOSSES: dict[str, Callable] = {
     "bce": bce_loss,
     "sigmoid_focal": sigmoid_focal_loss,
     "gradient_penalty": gradient_penalty,
-    "laplacian": lambda p, t, m: laplacian_loss(p, t),
+    "laplacian": lambda p, t, m, area=SOURCE_AREA, levels=5: laplacian_loss(p, t, levels),
 }
 
 
-def loss_function(pred, target, mask, losses: Sequence[str]) -> dict[str, torch.Tensor]:
+def _term(k: str, pred, target, mask, area, levels) -> torch.Tensor:
+    return LOSSES[k](pred, target, mask, area=area, **({"levels": levels} if k == "laplacian" else {}))
+
+
+def loss_function(pred, target, mask, losses: Sequence[str], area=SOURCE_AREA, levels: int = 5) -> dict[str, torch.Tensor]:
     """``LossFunction``: each named loss on the whole batch."""
-    return {k: LOSSES[k](pred, target, mask) for k in losses}
+    return {k: _term(k, pred, target, mask, area, levels) for k in losses}
 
 
-def loss_function2(pred, target, mask, seg: Sequence[str], matting: Sequence[str], route: str = "constant"):
+def loss_function2(pred, target, mask, seg: Sequence[str], matting: Sequence[str], route: str = "constant",
+                   area=SOURCE_AREA, levels: int = 5):
     """``LossFunction2``: a loop over samples; ``route="constant"`` is the source's test."""
     out = {k: torch.zeros((), dtype=pred.dtype) for k in dict.fromkeys([*seg, *matting])}
     for i in range(pred.shape[0]):
@@ -136,5 +143,20 @@ def loss_function2(pred, target, mask, seg: Sequence[str], matting: Sequence[str
         else:
             is_seg = bool(torch.all((t == 0) | (t == 1)))
         for k in seg if is_seg else matting:
-            out[k] = out[k] + LOSSES[k](p, t, m)
+            out[k] = out[k] + _term(k, p, t, m, area, levels)
     return out
+
+
+#: catalog name -> source formulation, called like the functional form (``area``: see ``_scale``)
+SOURCES: dict[str, Callable] = {
+    "unknown_l1": unknown_l1_loss,
+    "known_l1": known_l1_loss,
+    "known_smooth_l1": known_smooth_l1_loss,
+    "smooth_l1": smooth_l1_loss,
+    "matting_bce": bce_loss,
+    "matting_focal": sigmoid_focal_loss,
+    "gradient_penalty": gradient_penalty,
+    "laplacian": lambda pred, target, levels=5: laplacian_loss(pred, target, levels),
+    "matting_set": loss_function,
+    "seg_matting_set": loss_function2,
+}
