@@ -58,7 +58,7 @@ def main() -> None:
         params = spec.resolve()
         dims = parse_dims(args.shape) or bench.bench_dims(spec)[0]
         inputs = spec.example_inputs(dims, params=params)
-        path = graphs.get(spec, params, spec.cases[0].export_dims, False)
+        path = graphs.get(spec, params, spec.export_dims, False)
         runs = {k: OnnxLoss(path, providers="cpu", sess_options=so) for k, so in variants.items()}
         feeds = next(iter(runs.values())).feeds(**inputs)
         module = spec.build(**params)

@@ -41,7 +41,7 @@ def main() -> None:
     print(f"torch eager, {args.name} {json.dumps(params)} at {dims}:")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
 
-    path = GraphCache().get(spec, params, spec.cases[0].export_dims, False)
+    path = GraphCache().get(spec, params, spec.export_dims, False)
     so = bench.session_options()
     so.enable_profiling = True
     so.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")

@@ -12,7 +12,7 @@ import os
 from lossgraph import bench, catalog
 
 #: (name, parameters) benchmarked besides every entry's defaults
-VARIANTS = (("lovasz_softmax", {"per_image": True}),)
+VARIANTS = (("lovasz_softmax", {"per_image": True}), ("box_iou", {"pairwise": True, "output": "value"}))
 
 
 def main() -> None:

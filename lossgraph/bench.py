@@ -71,7 +71,7 @@ class Result:
     name: str
     params: dict[str, Any]
     dims: dict[str, int]
-    dims_from: str  # "bench_dims" or "first case (no bench_dims)"
+    dims_from: str  # "bench_dims" or "export dims (no bench_dims)"
     provider: str
     device: str
     grad: bool
@@ -238,7 +238,7 @@ def bench_dims(spec: Spec) -> tuple[dict[str, int], str]:
     """The realistic size of ``spec`` and where it comes from."""
     if spec.bench_dims is not None:
         return dict(spec.bench_dims), "bench_dims"
-    return dict(spec.cases[0].export_dims), "first case (no bench_dims)"
+    return dict(spec.export_dims), "export dims (no bench_dims)"
 
 
 def bench_spec(
@@ -318,7 +318,7 @@ def bench_spec(
     if "onnx" in backends:
         graphs = graphs if graphs is not None else GraphCache()
         t0 = time.perf_counter()
-        path = graphs.get(spec, p, spec.cases[0].export_dims, grad)
+        path = graphs.get(spec, p, spec.export_dims, grad)
         export_s = time.perf_counter() - t0
         run = OnnxLoss(path, providers=provider, sess_options=sess_options or session_options(threads))
         feeds = run.feeds(**inputs)
@@ -326,7 +326,7 @@ def bench_spec(
     if "reference" in backends:
         f64 = {k: (v.astype(np.float64) if v.dtype.kind == "f" else v) for k, v in inputs.items()}
         small = {k: (v.astype(np.float64) if v.dtype.kind == "f" else v)
-                 for k, v in spec.example_inputs(spec.cases[0].export_dims, seed=0, params=p).items()}
+                 for k, v in spec.example_inputs(spec.export_dims, seed=0, params=p).items()}
         t0 = time.perf_counter()
         spec.ref(small, p, grad=bool(gnames))  # JIT compile (or cache load) outside the timings
         jit_s = time.perf_counter() - t0

@@ -39,7 +39,15 @@ def test_every_backend_timed_and_agreeing(name, grad, graphs):
 def test_entry_without_bench_dims_falls_back_and_says_so():
     spec = dataclasses.replace(catalog.get("sigmoid_focal"), bench_dims=None)
     dims, origin = bench.bench_dims(spec)
-    assert dims == dict(spec.cases[0].export_dims) and origin == "first case (no bench_dims)"
+    assert dims == dict(spec.cases[0].export_dims) and origin == "export dims (no bench_dims)"
+
+
+def test_export_dims_cover_every_case():
+    """Pairwise boxes use M, which only the second case names: the default export dims hold it too,
+    and the first case's sizes win where cases overlap."""
+    spec = catalog.get("giou")
+    assert spec.export_dims == {**spec.cases[1].export_dims, **spec.cases[0].export_dims}
+    assert set(spec.export_dims) == {"N", "M"}
     assert bench.bench_dims(catalog.get("lovasz_hinge")) == ({"B": 8, "H": 256, "W": 256}, "bench_dims")
 
 

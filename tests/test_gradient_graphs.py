@@ -17,7 +17,7 @@ def test_numpy_onnxruntime_training_demo_learns(graphs):
     graph, in a process that never imports torch: the loss falls by more than a third."""
     spec = lg.catalog.get("lovasz_softmax")
     params = spec.resolve({"from_logits": True, "per_image": True})
-    graph = graphs.get(spec, params, spec.cases[0].export_dims, True)
+    graph = graphs.get(spec, params, spec.export_dims, True)
     code = textwrap.dedent(
         f"""
         import sys

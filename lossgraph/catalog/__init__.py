@@ -168,12 +168,21 @@ class Spec:
         """The torch ``nn.Module`` with ``params`` over the defaults (imports torch)."""
         return self.module_class()(**self.resolve(params))
 
+    @property
+    def export_dims(self) -> Dims:
+        """Default export sizes: every case's export dims, the first case's where they overlap (so a
+        dim only some parameters use, like pairwise boxes' M, has a size too)."""
+        dims: dict[str, int] = {}
+        for case in reversed(self.cases):
+            dims.update(case.export_dims)
+        return dims
+
     def example_inputs(
         self, dims: Dims | None = None, seed: int = 0, params: Mapping[str, Any] | None = None
     ) -> dict[str, np.ndarray]:
-        """Seeded example inputs at ``dims`` (default: the first case's export dims), in input order."""
+        """Seeded example inputs at ``dims`` (default: :attr:`export_dims`), in input order."""
         p = self.resolve(params)
-        dims = dict(self.cases[0].export_dims if dims is None else dims)
+        dims = dict(self.export_dims if dims is None else dims)
         arrays = self.make_inputs(dims, np.random.default_rng(seed), p)
         order = [i.name for i in self.input_specs(p)]
         return {k: arrays[k] for k in order}
