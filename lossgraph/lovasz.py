@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_dtype, check_shapes
-from ._functional import LossModule, check_label_values, safe_div, softmax_c, to_acc, valid_mask, wide_sum
+from ._functional import LossModule, check_label_values, safe_div, softmax_c, to_acc, valid_mask
 
 CLASSES = ("present", "all")
 
@@ -30,13 +30,14 @@ def lovasz_weights(fg_sorted: torch.Tensor, total: torch.Tensor, dtype: torch.dt
     ``1 / (G + fp_k)`` and a background pixel ``(G - tp_k) / ((G + fp_k)(G + fp_k - 1))``, written
     with ``d = G + fp_k`` as ``(d - k) / (d (d - 1))``. The one exception, ``g_1 = 1`` when ``G = 0``
     (``J`` jumps from 0 to 1), is left at 0 here and added by :func:`lovasz_sorted_sum` per group,
-    which saves full-size operations. Counts are int32 cumulative sums, exact; positions past the
+    which saves full-size operations. ``fp`` is an int32 cumulative sum (exact up to 2**31 pixels
+    per group; int32 throughout: torch's int64 arithmetic here cost 5x more); positions past the
     valid pixels get finite values that the caller masks.
     """
-    tp = torch.cumsum(fg_sorted.to(torch.int32), -1)  # int32: up to 2**31 pixels per group
-    k = torch.arange(1, fg_sorted.shape[-1] + 1, device=fg_sorted.device, dtype=torch.int32)
-    d = (total.to(torch.int32) + k - tp).to(dtype)  # G + fp_k >= 1
-    bg = (d - k.to(dtype)) / torch.clamp(d - 1.0, min=1.0)  # (G - tp_k) / (d - 1)
+    fp = torch.cumsum(~fg_sorted, -1, dtype=torch.int32)
+    d = (total.to(torch.int32) + fp).to(dtype)  # G + fp_k >= 1
+    k = torch.arange(1, fg_sorted.shape[-1] + 1, device=fg_sorted.device, dtype=dtype)
+    bg = (d - k) / torch.clamp(d - 1.0, min=1.0)  # (G - tp_k) / (d - 1)
     return torch.where(fg_sorted, 1.0, bg) / d
 
 
@@ -45,23 +46,24 @@ def lovasz_sorted_sum(
 ) -> torch.Tensor:
     """Lovász extension of the Jaccard loss over the last axis: ``(N, K, P) -> (N, K)``.
 
-    ``errors`` float, ``fg`` bool foreground, ``valid`` bool (broadcastable to ``errors``); invalid
-    pixels are sorted last and weigh nothing. ``hinge`` applies ReLU to the sorted errors. One sort
-    gives the sorted errors (differentiable) and the permutation for the foreground flags; the sum
-    over pixels accumulates in float64 (onnxruntime's float32 ReduceSum drifts at 65k+ pixels).
-    A group without foreground has ``J_k = 1`` for every k, so its loss is its largest error.
+    ``errors`` float (``>= 0`` unless ``hinge``), ``fg`` bool foreground, ``valid`` bool
+    (broadcastable to ``errors``); invalid pixels get the key -inf, so they sort last, and the
+    clamp at 0 (ReLU with ``hinge``, the loss's own) turns them into zeros that weigh nothing.
+    One sort gives the sorted errors (differentiable) and the permutation for the foreground
+    flags; the sum over pixels accumulates in float64 (onnxruntime's float32 ReduceSum drifts at
+    65k+ pixels). A group without foreground has ``J_k = 1`` for every k, so its loss is its
+    largest error.
     """
     fg = fg & valid
     total = fg.sum(-1, keepdim=True)
     key = torch.where(valid, errors, float("-inf"))
     err_sorted, perm = torch.sort(key, dim=-1, descending=True)
-    valid_sorted = err_sorted > float("-inf")
     g = lovasz_weights(torch.gather(fg, -1, perm), total, errors.dtype)
-    if hinge:
-        err_sorted = F.relu(err_sorted)
-    loss = wide_sum(torch.where(valid_sorted, err_sorted * g, 0.0), -1)
-    no_fg = (total == 0) & valid_sorted[..., :1]  # a valid pixel, none foreground ([..., :1]: P may be 0)
-    return loss + torch.where(no_fg, err_sorted[..., :1], 0.0).sum(-1)
+    # clamp (not ReLU) keeps the gradient of a valid zero error, as the reference code has it
+    e = F.relu(err_sorted) if hinge else torch.clamp(err_sorted, min=0.0)
+    loss = (e * g).sum(-1, dtype=torch.float64).to(e.dtype)
+    no_fg = (total == 0) & (err_sorted[..., :1] > float("-inf"))  # a valid pixel, none foreground
+    return loss + torch.where(no_fg, e[..., :1], 0.0).sum(-1)
 
 
 def lovasz_hinge(
