@@ -43,14 +43,11 @@ def softmax_nll(x, labels, valid, weights, gamma, want_grad):
         p = math.exp(logp)
         q = 1.0 - p
         w = weights[y]
-        if gamma == 0.0:
-            mod, dmod = 1.0, 0.0
-        elif q > 0.0:
-            mod, dmod = q**gamma, -gamma * q ** (gamma - 1.0) * p
-        else:  # p = 1: the loss is 0 and so is its gradient (log p = 0), for any γ > 0
-            mod, dmod = 0.0, 0.0
+        # p = 1 (q = 0): the loss is 0 and so is its gradient (log p = 0), for any γ > 0
+        mod = 1.0 if gamma == 0.0 else (q**gamma if q > 0.0 else 0.0)
         loss[b, i] = -w * mod * logp
         if want_grad:
+            dmod = -gamma * q ** (gamma - 1.0) * p if (gamma != 0.0 and q > 0.0) else 0.0
             dl = -w * (mod + logp * dmod)
             for c in range(c_n):
                 pc = math.exp(x[b, c, i] - top) / total
