@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from lossgraph._checks import check_dtype, check_shapes, label_range_message
 
@@ -13,6 +14,17 @@ def as_f64(fn: str, name: str, x: Any) -> np.ndarray:
     """Validate a float (or bool) array and return it as contiguous float64."""
     x = np.asarray(x)
     check_dtype(fn, name, x, "fb", "a float array")
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
+def as_float(fn: str, name: str, x: Any) -> np.ndarray:
+    """Validate a float (or bool) array; float32 and float64 come back as they are (contiguous),
+    anything else as float64. For kernels that read each element as float64 and compute in float64,
+    so a float32 input needs no float64 copy."""
+    x = np.asarray(x)
+    check_dtype(fn, name, x, "fb", "a float array")
+    if x.dtype in (np.float32, np.float64):
+        return np.ascontiguousarray(x)
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
@@ -54,12 +66,14 @@ def softmax_backward(p: np.ndarray, grad_p: np.ndarray, axis: int) -> np.ndarray
     return p * (grad_p - (p * grad_p).sum(axis=axis, keepdims=True))
 
 
-def segmentation_inputs(fn: str, name: str, pred: Any, labels: Any, ignore_index: int | None, binary: bool = False):
+def segmentation_inputs(fn: str, name: str, pred: Any, labels: Any, ignore_index: int | None, binary: bool = False,
+                        float32_ok: bool = False):
     """Validate ``pred (B, C, H, W)`` (``(B, H, W)`` when ``binary``) and ``labels (B, H, W)``.
 
-    Returns ``(pred float64, labels int64, valid bool (B, H, W), number of classes)``.
+    Returns ``(pred float64, labels int64, valid bool (B, H, W), number of classes)``; with
+    ``float32_ok`` a float32 ``pred`` is returned as it is (:func:`as_float`).
     """
-    x = as_f64(fn, name, pred)
+    x = (as_float if float32_ok else as_f64)(fn, name, pred)
     lab = as_labels(fn, "labels", labels)
     if binary:
         check_shapes(fn, [(name, x, ("B", "H", "W")), ("labels", lab, ("B", "H", "W"))])
@@ -82,3 +96,10 @@ def class_table(fn: str, name: str, values: Any, num_classes: int, default: floa
     if table.shape[0] != num_classes:
         raise ValueError(f"{fn}: {name} must have one value per class (C = {num_classes}); got {table.shape[0]}")
     return table
+
+
+@njit(cache=True, inline="always")
+def power(x, y):
+    """``x**y`` in a kernel, with plain products for the common ``y`` = 1 and 2 (a libm ``pow`` call
+    costs ~20 ns, which dominated the focal kernels)."""
+    return x * x if y == 2.0 else (x if y == 1.0 else x**y)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._util import class_table, reduce, segmentation_inputs
+from ._util import class_table, power, reduce, segmentation_inputs
 from .dice import dice
 
 
@@ -44,10 +44,10 @@ def softmax_nll(x, labels, valid, weights, gamma, want_grad):
         q = 1.0 - p
         w = weights[y]
         # p = 1 (q = 0): the loss is 0 and so is its gradient (log p = 0), for any γ > 0
-        mod = 1.0 if gamma == 0.0 else (q**gamma if q > 0.0 else 0.0)
+        mod = 1.0 if gamma == 0.0 else (power(q, gamma) if q > 0.0 else 0.0)
         loss[b, i] = -w * mod * logp
         if want_grad:
-            dmod = -gamma * q ** (gamma - 1.0) * p if (gamma != 0.0 and q > 0.0) else 0.0
+            dmod = -gamma * power(q, gamma - 1.0) * p if (gamma != 0.0 and q > 0.0) else 0.0
             dl = -w * (mod + logp * dmod)
             for c in range(c_n):
                 pc = math.exp(x[b, c, i] - top) / total

@@ -9,7 +9,7 @@ from numba import njit, prange
 
 from lossgraph._checks import check_choice, check_shapes
 
-from ._util import as_f64, reduce
+from ._util import as_f64, power, reduce
 from .crossentropy import pixel_losses
 
 
@@ -26,14 +26,14 @@ def sigmoid_focal_terms(x, t, alpha, gamma, keep, want_grad):
         bce = max(xi, 0.0) - xi * ti + math.log1p(math.exp(-abs(xi)))
         q = 1.0 - (p * ti + (1.0 - p) * (1.0 - ti))
         a = alpha * ti + (1.0 - alpha) * (1.0 - ti) if alpha >= 0 else 1.0
-        mod = q**gamma
+        mod = power(q, gamma)
         total += a * bce * mod
         if keep:
             out[i] = a * bce * mod
         if want_grad:
             dq = -(2.0 * ti - 1.0) * p * (1.0 - p)
             # γ q^(γ-1) is inf at q = 0 for γ < 1, where bce·dq = 0: the product's limit is 0
-            qg1 = gamma * q ** (gamma - 1.0) if (q > 0 and gamma != 0) else 0.0
+            qg1 = gamma * power(q, gamma - 1.0) if (q > 0 and gamma != 0) else 0.0
             grad[i] = a * ((p - ti) * mod + qg1 * bce * dq)
     return total, out, grad
 
