@@ -15,6 +15,7 @@ from lossgraph import catalog
 from lossgraph import reference as ref
 from lossgraph.boxes import atan2, ltrb_iou_loss
 from lossgraph.catalog.boxes import random_boxes
+from lossgraph.reference.boxes import ROW_BLOCK
 
 F = lg.functional
 KINDS = ["box_iou", "giou", "diou", "ciou"]
@@ -176,6 +177,21 @@ def _ciou_fixed_alpha(a, b, a0, b0, pairwise):
     v0 = v_of(a0, b0)
     alpha = v0 / (1 - iou0 + v0 + 1e-7)
     return float((1 - diou + alpha * v_of(a, b)).sum())
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_reference_pairwise_gradient_over_row_blocks_sums_aligned_pairs(name):
+    # more rows than one parallel block of the pairwise kernel, so the boxes2 gradient sums partials
+    rng = np.random.default_rng(10)
+    n, m = 2 * ROW_BLOCK + 7, 3
+    a, b = random_boxes(rng, n).astype(np.float64), random_boxes(rng, m).astype(np.float64)
+    fn = getattr(ref, name)
+    value, g = fn(a, b, pairwise=True, reduction="sum", grad=True)
+    want, g_pairs = fn(np.repeat(a, m, axis=0), np.tile(b, (n, 1)), reduction="sum", grad=True)
+    assert fn(a, b, pairwise=True, reduction="sum") == value  # the value-only path
+    assert value == pytest.approx(want, rel=1e-12)
+    np.testing.assert_allclose(g["boxes1"], g_pairs["boxes1"].reshape(n, m, 4).sum(1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(g["boxes2"], g_pairs["boxes2"].reshape(n, m, 4).sum(0), rtol=1e-10, atol=1e-10)
 
 
 # --- atan2 without an Atan node -------------------------------------------------------------------
