@@ -15,7 +15,7 @@ from numba import njit, prange
 
 from lossgraph._checks import check_shapes
 
-from ._util import as_f64, segmentation_inputs, sigmoid
+from ._util import as_float, segmentation_inputs, sigmoid
 
 
 def _dice_score(p, t, smooth, squared, axes):
@@ -131,6 +131,24 @@ def dice(logits, labels, smooth: float = 1.0, ignore_index: int | None = None, s
     return value, softmax_dice_grad(x3, lab2, valid2, coef_t, coef_m, squared).reshape(x.shape)
 
 
+@njit(cache=True, parallel=True)
+def soft_dice_sums(x, t, from_logits, chunks):
+    """Flat x, t (float32 or float64) -> ``(Σ p t, Σ p², Σ t²)`` in float64, ``p = σ(x)`` with
+    ``from_logits``; ``chunks`` ranges run in parallel, each into its own partial sums."""
+    n = x.shape[0]
+    parts = np.zeros((chunks, 3))
+    for j in prange(chunks):
+        for k in range(n * j // chunks, n * (j + 1) // chunks):
+            p = np.float64(x[k])
+            if from_logits:
+                p = 0.5 * (1.0 + math.tanh(0.5 * p))
+            tk = np.float64(t[k])
+            parts[j, 0] += p * tk
+            parts[j, 1] += p * p
+            parts[j, 2] += tk * tk
+    return parts.sum(axis=0)
+
+
 def soft_dice(probas, targets, smooth: float = 1.0, from_logits: bool = False, grad: bool = False):
     """``1 - 2 (Σ p t + s) / (Σ p² + Σ t² + s)`` over all elements (the source's formula).
 
@@ -138,16 +156,19 @@ def soft_dice(probas, targets, smooth: float = 1.0, from_logits: bool = False, g
     Returns the loss, or ``(loss, d/d probas)`` (d/d logits with ``from_logits``).
     """
     fn = "soft_dice"
-    x = as_f64(fn, "probas", probas)
-    t = as_f64(fn, "targets", targets)
+    x = as_float(fn, "probas", probas)
+    t = as_float(fn, "targets", targets)
     check_shapes(fn, [("probas", x, tuple(f"d{i}" for i in range(x.ndim))), ("targets", t, None)])
-    p = sigmoid(x) if from_logits else x
-    num = (p * t).sum() + smooth
-    den = (p * p).sum() + (t * t).sum() + smooth
+    chunks = max(1, min(64, x.size // 4096))
+    pt, pp, tt = soft_dice_sums(x.reshape(-1), t.reshape(-1), from_logits, chunks)
+    num = pt + smooth
+    den = pp + tt + smooth
     if den == 0:
-        return (1.0, np.zeros_like(x)) if grad else 1.0
+        return (1.0, np.zeros(x.shape)) if grad else 1.0
     value = float(1.0 - 2.0 * num / den)
     if not grad:
         return value
+    x, t = x.astype(np.float64), t.astype(np.float64)
+    p = sigmoid(x) if from_logits else x
     g = -2.0 * (t * den - num * 2.0 * p) / den**2
     return value, (g * p * (1.0 - p) if from_logits else g)

@@ -3,41 +3,53 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ._util import segmentation_inputs
 
 
-@njit(cache=True)
-def _class_counts(pred, labels, num_classes, ignore, use_ignore):
-    """pred, labels (N, P) -> intersection, union (N, C): ``y=c ∧ pred=c``, ``y=c ∨ (pred=c ∧ valid)``."""
+@njit(cache=True, parallel=True)
+def _class_counts(pred, labels, num_classes, ignore, use_ignore, chunks):
+    """pred, labels (N, P) -> intersection, union (N, C): ``y=c ∧ pred=c``, ``y=c ∨ (pred=c ∧ valid)``.
+
+    Per pixel that is ``inter[y] += pred == y``, ``union[y] += 1`` (for a label in ``[0, C)``) and
+    ``union[pred] += 1`` when the pixel is valid and ``pred != y``. ``chunks`` pixel ranges run in
+    parallel, each into its own partial counts.
+    """
     n_groups, n_pix = pred.shape
-    inter = np.zeros((n_groups, num_classes))
-    union = np.zeros((n_groups, num_classes))
-    for n in range(n_groups):
-        for i in range(n_pix):
-            y, q = labels[n, i], pred[n, i]
-            valid = not (use_ignore and y == ignore)
-            for c in range(num_classes):
-                if y == c and q == c:
-                    inter[n, c] += 1
-                if y == c or (q == c and valid):
-                    union[n, c] += 1
-    return inter, union
+    n = n_groups * n_pix
+    parts = np.zeros((chunks, 2, n_groups, num_classes))
+    for j in prange(chunks):
+        for k in range(n * j // chunks, n * (j + 1) // chunks):
+            g = k // n_pix
+            i = k - g * n_pix
+            y, q = labels[g, i], np.int64(pred[g, i])
+            if 0 <= y < num_classes:
+                parts[j, 1, g, y] += 1.0
+                if q == y:
+                    parts[j, 0, g, y] += 1.0
+            if q != y and not (use_ignore and y == ignore):
+                parts[j, 1, g, q] += 1.0
+    counts = parts.sum(axis=0)
+    return counts[0], counts[1]
 
 
 def _ious(pred, lab, num_classes, per_image, ignore_index, empty):
     n = lab.shape[0] if per_image else 1
     ignore = -(2**62) if ignore_index is None else int(ignore_index)
-    inter, union = _class_counts(pred.reshape(n, -1), lab.reshape(n, -1), num_classes, ignore, ignore_index is not None)
+    chunks = max(1, min(64, lab.size // 4096))
+    inter, union = _class_counts(pred.reshape(n, -1), lab.reshape(n, -1), num_classes, ignore,
+                                 ignore_index is not None, chunks)
     return 100.0 * np.where(union > 0, inter / np.maximum(union, 1), empty).mean(0)
 
 
 def iou_binary(logits, labels, per_image: bool = True, ignore_index: int | None = None, empty: float = 1.0,
                threshold: float = 0.0):
     """Foreground IoU of ``logits > threshold`` in percent; logits, labels (B, H, W)."""
-    x, lab, _, _ = segmentation_inputs("iou_binary", "logits", logits, labels, ignore_index, binary=True)
-    return float(_ious((x > threshold).astype(np.int64), lab, 2, per_image, ignore_index, empty)[1])
+    x, lab, _, _ = segmentation_inputs("iou_binary", "logits", logits, labels, ignore_index, binary=True,
+                                       float32_ok=True)
+    pred = x > np.float64(threshold)  # compared in float64, without a float64 copy of x
+    return float(_ious(pred, lab, 2, per_image, ignore_index, empty)[1])
 
 
 def iou(logits, labels, per_image: bool = False, ignore_index: int | None = None, empty: float = 1.0):
