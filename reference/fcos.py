@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from lossgraph._checks import check_choice
 from lossgraph._levels import check_levels
@@ -32,59 +32,55 @@ def _tie(p, q, smaller):
     return 1.0 if (p < q) == smaller else 0.0
 
 
-@njit(cache=True)
-def _ltrb_loss(p, q, giou, g):
-    """Regression loss of one location (ltrb pred p, target q); writes d loss / d p into g."""
-    lo = np.empty(4)
-    hi = np.empty(4)
-    dlo = np.empty(4)
-    dhi = np.empty(4)
-    for k in range(4):
-        lo[k], hi[k] = min(p[k], q[k]), max(p[k], q[k])
-        dlo[k], dhi[k] = _tie(p[k], q[k], True), _tie(p[k], q[k], False)
-    sw, sh = lo[0] + lo[2], lo[1] + lo[3]
+@njit(cache=True, inline="always")
+def _ltrb_loss(pred, target, b, n, giou, want_grad, grad):
+    """Regression loss of location ``(b, n)`` (ltrb rows of 4); with ``want_grad`` writes d loss / d
+    pred into ``grad[b, n]``. Scalars only: no arrays per location."""
+    p, q = pred[b, n], target[b, n]
+    sw = min(p[0], q[0]) + min(p[2], q[2])
+    sh = min(p[1], q[1]) + min(p[3], q[3])
     ow, oh = max(sw, 0.0), max(sh, 0.0)
-    cw, ch = (1.0 if sw >= 0 else 0.0), (1.0 if sh >= 0 else 0.0)  # clamp's gradient passes at 0
     overlap = ow * oh
-    d_over = np.array([oh * cw * dlo[0], ow * ch * dlo[1], oh * cw * dlo[2], ow * ch * dlo[3]])
     pw, ph = p[0] + p[2], p[1] + p[3]
     union = pw * ph + (q[0] + q[2]) * (q[1] + q[3]) - overlap
-    d_union = np.array([ph, pw, ph, pw]) - d_over
-    iou = 0.0
-    d_iou = np.zeros(4)
-    if union > 0:
-        iou = overlap / union
-        d_iou = (d_over * union - overlap * d_union) / union**2
-    if not giou:
-        if iou >= 1e-6:
-            for k in range(4):
-                g[k] = -d_iou[k] / iou
-            return -math.log(iou)
-        g[:] = 0.0
-        return -math.log(1e-6)
-    gw_, gh_ = hi[0] + hi[2], hi[1] + hi[3]
+    iou = overlap / union if union > 0 else 0.0
+    gw_ = max(p[0], q[0]) + max(p[2], q[2])
+    gh_ = max(p[1], q[1]) + max(p[3], q[3])
     gw, gh = max(gw_, 0.0), max(gh_, 0.0)
-    ew, eh = (1.0 if gw_ >= 0 else 0.0), (1.0 if gh_ >= 0 else 0.0)
     area = gw * gh
-    d_area = np.array([gh * ew * dhi[0], gw * eh * dhi[1], gh * ew * dhi[2], gw * eh * dhi[3]])
     den = max(area, 1e-10)
-    d_den = d_area if area >= 1e-10 else np.zeros(4)
+    value = 1.0 - iou + (area - union) / den if giou else -math.log(max(iou, 1e-6))
+    if not want_grad:
+        return value
+    cw, ch = (1.0 if sw >= 0 else 0.0), (1.0 if sh >= 0 else 0.0)  # clamp's gradient passes at 0
+    ew, eh = (1.0 if gw_ >= 0 else 0.0), (1.0 if gh_ >= 0 else 0.0)
     for k in range(4):
-        g[k] = -d_iou[k] + ((d_area[k] - d_union[k]) * den - (area - union) * d_den[k]) / den**2
-    return 1.0 - iou + (area - union) / den
+        horizontal = k % 2 == 0  # l, r: the width; t, b: the height
+        d_over = (oh * cw if horizontal else ow * ch) * _tie(p[k], q[k], True)
+        d_union = (ph if horizontal else pw) - d_over
+        d_iou = (d_over * union - overlap * d_union) / union**2 if union > 0 else 0.0
+        if not giou:
+            grad[b, n, k] = -d_iou / iou if iou >= 1e-6 else 0.0
+        else:
+            d_area = (gh * ew if horizontal else gw * eh) * _tie(p[k], q[k], False)
+            d_den = d_area if area >= 1e-10 else 0.0
+            grad[b, n, k] = -d_iou + ((d_area - d_union) * den - (area - union) * d_den) / den**2
+    return value
 
 
-@njit(cache=True)
-def _reg(pred, target, pos, giou):
-    """Per-image sums over positives of the regression loss, and d(sum)/d pred: (B,), (B, N, 4)."""
+@njit(cache=True, parallel=True)
+def _reg(pred, target, pos, giou, want_grad):
+    """Per-image sums over positives of the regression loss, and d(sum)/d pred (B, N, 4) (empty
+    unless ``want_grad``); locations run in parallel, each writing its own gradient row."""
     b_, n_ = pos.shape
-    sums = np.zeros(b_)
-    grad = np.zeros(pred.shape)
-    for b in range(b_):
-        for n in range(n_):
-            if pos[b, n]:
-                sums[b] += _ltrb_loss(pred[b, n], target[b, n], giou, grad[b, n])
-    return sums, grad
+    values = np.zeros((b_, n_))
+    grad = np.zeros(pred.shape if want_grad else (0, 0, 4))
+    for k in prange(b_ * n_):
+        b = k // n_
+        n = k - b * n_
+        if pos[b, n]:
+            values[b, n] = _ltrb_loss(pred, target, b, n, giou, want_grad, grad)
+    return values.sum(axis=1), grad
 
 
 def _flatten(levels):
@@ -127,13 +123,17 @@ def fcos(*inputs, levels=5, alpha=0.25, gamma=2.0, reg_loss="giou", add_centerne
     onehot = (y == np.arange(1, c + 1)).astype(np.float64)  # (B, N, 1) vs (C,) -> (B, N, C)
     pos = t[..., 0] > -1
     inv = 1.0 / np.maximum(pos.sum(1), 1) / batch  # d(batch mean of sum_b / n_b) / d(sum_b)
-    focal, d_focal = sigmoid_focal(x, onehot, alpha, gamma, "none", grad=True)
+    if grad:
+        focal, d_focal = sigmoid_focal(x, onehot, alpha, gamma, "none", grad=True)
+        cls_sums = focal.sum((1, 2))
+    else:  # per-image sums only: no per-element loss or gradient arrays
+        cls_sums = np.array([sigmoid_focal(xb, ob, alpha, gamma, "sum") for xb, ob in zip(x, onehot)])
     z = _flatten(cnt_l)[..., 0]
     bce = np.maximum(z, 0) - z * t[..., 0] + np.log1p(np.exp(-np.abs(z)))
-    reg_sums, d_reg = _reg(np.ascontiguousarray(_flatten(reg_l)), q, pos, reg_loss == "giou")
+    reg_sums, d_reg = _reg(np.ascontiguousarray(_flatten(reg_l)), q, pos, reg_loss == "giou", grad)
 
     out = {
-        "cls": float((focal.sum((1, 2)) * inv).sum()),
+        "cls": float((cls_sums * inv).sum()),
         "cnt": float(((bce * pos).sum(1) * inv).sum()),
         "reg": float((reg_sums * inv).sum()),
     }

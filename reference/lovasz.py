@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from lossgraph._checks import check_shapes
 
@@ -50,56 +50,56 @@ def _lovasz_extension(errors, fg, hinge):
     return value, grad
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _softmax_groups(probs, labels, channels, fg_labels, present_only, ignore, use_ignore):
-    """probs (N, C, P), labels (N, P) -> (mean over groups of the mean over classes taken, grad)."""
+    """probs (N, C, P), labels (N, P) -> (mean over groups of the mean over classes taken, grad).
+
+    The (group, class) pairs run in parallel; each writes only its own row ``grad[n, c]``, so
+    ``channels`` must not repeat.
+    """
     n_groups = probs.shape[0]
+    n_ch = channels.shape[0]
     grad = np.zeros_like(probs)
+    values = np.zeros((n_groups, n_ch))
+    taken = np.zeros((n_groups, n_ch), dtype=np.bool_)
+    for k in prange(n_groups * n_ch):
+        n = k // n_ch
+        j = k - n * n_ch
+        lab = labels[n]
+        idx = np.nonzero(lab != ignore)[0] if use_ignore else np.arange(lab.shape[0])
+        fg = lab[idx] == fg_labels[j]
+        if present_only and not fg.any():
+            continue
+        c = channels[j]
+        pred = probs[n, c][idx]
+        err = np.abs(fg.astype(np.float64) - pred)
+        values[n, j], g = _lovasz_extension(err, fg, False)
+        taken[n, j] = True
+        grad[n, c, idx] += g * np.sign(pred - fg.astype(np.float64))
     total = 0.0
     for n in range(n_groups):
-        lab = labels[n]
-        keep = np.ones(lab.shape[0], dtype=np.bool_)
-        if use_ignore:
-            keep = lab != ignore
-        idx = np.nonzero(keep)[0]
-        acc = 0.0
-        count = 0
-        for j in range(channels.shape[0]):
-            c = channels[j]
-            fg = lab[idx] == fg_labels[j]
-            if present_only and not fg.any():
-                continue
-            pred = probs[n, c][idx]
-            err = np.abs(fg.astype(np.float64) - pred)
-            v, g = _lovasz_extension(err, fg, False)
-            acc += v
-            count += 1
-            grad[n, c, idx] += g * np.sign(pred - fg.astype(np.float64))
+        count = taken[n].sum()
         if count > 0:
-            total += acc / count
-            grad[n] /= count
-    return total / n_groups, grad / n_groups
+            total += values[n].sum() / count
+            grad[n] /= count * n_groups
+    return total / n_groups, grad
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _hinge_groups(logits, labels, ignore, use_ignore):
-    """logits (N, P), labels (N, P) -> (mean over groups, grad)."""
+    """logits (N, P), labels (N, P) -> (mean over groups, grad); groups run in parallel."""
     n_groups = logits.shape[0]
     grad = np.zeros_like(logits)
-    total = 0.0
-    for n in range(n_groups):
+    values = np.zeros(n_groups)
+    for n in prange(n_groups):
         lab = labels[n]
-        keep = np.ones(lab.shape[0], dtype=np.bool_)
-        if use_ignore:
-            keep = lab != ignore
-        idx = np.nonzero(keep)[0]
+        idx = np.nonzero(lab != ignore)[0] if use_ignore else np.arange(lab.shape[0])
         fg = lab[idx] == 1
         signs = 2.0 * fg.astype(np.float64) - 1.0
         err = 1.0 - logits[n][idx] * signs
-        v, g = _lovasz_extension(err, fg, True)
-        total += v
-        grad[n, idx] = -g * signs
-    return total / n_groups, grad / n_groups
+        values[n], g = _lovasz_extension(err, fg, True)
+        grad[n, idx] = -g * signs / n_groups
+    return values.sum() / n_groups, grad
 
 
 def lovasz_hinge(logits, labels, per_image: bool = True, ignore_index: int | None = None, grad: bool = False):
@@ -154,7 +154,7 @@ def lovasz_softmax(
             raise ValueError(f"{fn}: with C == 1 (sigmoid form) classes must name one label; got {chosen}")
         channels, fg_labels = [0], [chosen[0] if not isinstance(classes, str) else 1]
     else:
-        channels = fg_labels = [k for k in chosen if 0 <= k < c]
+        channels = fg_labels = [k for k in dict.fromkeys(chosen) if 0 <= k < c]  # a repeat averages the same
     p = (sigmoid(x) if c == 1 else softmax(x, 1)) if from_logits else x
     if per_image:
         pg, lg = p.reshape(b, c, -1), lab.reshape(b, -1)
