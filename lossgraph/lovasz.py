@@ -12,58 +12,66 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ._checks import check_dtype, check_shapes
-from ._functional import LossModule, check_label_values, safe_div, softmax_c, to_acc, valid_mask
+from ._functional import LossModule, check_label_values, is_tracing, safe_div, softmax_c, to_acc
 
 CLASSES = ("present", "all")
 
 
-def lovasz_weights(fg_sorted: torch.Tensor, total: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def lovasz_weights(fg_sorted: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Jaccard-loss increments ``g_k = J_k - J_{k-1}`` along the last (sorted) axis, but ``g_1`` of
-    groups without foreground (see below).
+    groups without foreground (see below), and the foreground count ``G`` (shape ``(..., 1)``).
 
-    ``fg_sorted``: bool foreground flags in sorted order, valid pixels first; ``total``: the number
-    ``G`` of valid foreground pixels, shape ``(..., 1)``. With ``tp_k``/``fp_k`` the foreground /
-    background pixels among the first ``k``, ``J_k = k / (G + fp_k)``, so a foreground pixel adds
-    ``1 / (G + fp_k)`` and a background pixel ``(G - tp_k) / ((G + fp_k)(G + fp_k - 1))``, written
-    with ``d = G + fp_k`` as ``(d - k) / (d (d - 1))``. The one exception, ``g_1 = 1`` when ``G = 0``
-    (``J`` jumps from 0 to 1), is left at 0 here and added by :func:`lovasz_sorted_sum` per group,
-    which saves full-size operations. ``fp`` is an int32 cumulative sum (exact up to 2**31 pixels
-    per group; int32 throughout: torch's int64 arithmetic here cost 5x more); positions past the
-    valid pixels get finite values that the caller masks.
+    ``fg_sorted``: bool foreground flags in sorted order. With ``tp_k``/``fp_k`` the foreground /
+    background pixels among the first ``k`` and ``d = G + fp_k``, ``J_k = k / d``, so a foreground
+    pixel adds ``1 / d`` and a background pixel ``(G - tp_k) / (d (d - 1))``. The counts are int32
+    (exact up to 2**31 pixels per group; ``G`` is the last cumulative count), so ``G - tp_k`` is
+    exactly 0 after the last foreground pixel: whatever sorts there weighs nothing. The one
+    exception, ``g_1 = 1`` when ``G = 0`` (``J`` jumps from 0 to 1), is left at 0 here and added by
+    :func:`lovasz_sorted_sum` per group, which saves full-size operations.
     """
-    fp = torch.cumsum(~fg_sorted, -1, dtype=torch.int32)
-    d = (total.to(torch.int32) + fp).to(dtype)  # G + fp_k >= 1
-    k = torch.arange(1, fg_sorted.shape[-1] + 1, device=fg_sorted.device, dtype=dtype)
-    bg = (d - k) / torch.clamp(d - 1.0, min=1.0)  # (G - tp_k) / (d - 1)
-    return torch.where(fg_sorted, 1.0, bg) / d
+    tp = torch.cumsum(fg_sorted, -1, dtype=torch.int32)
+    total = tp[..., -1:]
+    left = total - tp  # G - tp_k >= 0
+    k = torch.arange(1, fg_sorted.shape[-1] + 1, device=fg_sorted.device, dtype=torch.int32)
+    d = (left + k).to(dtype)  # G + fp_k >= 1
+    bg = left.to(dtype) / torch.clamp(d - 1.0, min=1.0)
+    return torch.where(fg_sorted, 1.0, bg) / d, total
 
 
-def lovasz_sorted_sum(
-    errors: torch.Tensor, fg: torch.Tensor, valid: torch.Tensor, hinge: bool = False
-) -> torch.Tensor:
+def _sort_descending(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.sort(key, -1, descending=True)`` of keys that are ``+0.0`` or more, or the ``-1``
+    sentinel. In eager mode on the CPU the int32 (int64) view is sorted instead: non-negative floats
+    order like their bit patterns and ``-1.0``'s are negative, so the order is the same, and torch's
+    CPU sort runs it about 1.3x faster (benchmarks/RESULTS.md). Graphs sort the floats (ONNX has no
+    bitcast). Either way the sorted values come from the float keys, so they stay differentiable.
+    """
+    bits = {torch.float32: torch.int32, torch.float64: torch.int64}.get(key.dtype)
+    if bits is None or key.device.type != "cpu" or is_tracing():
+        return torch.sort(key, dim=-1, descending=True)
+    perm = torch.sort(key.detach().view(bits), dim=-1, descending=True)[1]
+    return torch.gather(key, -1, perm), perm
+
+
+def lovasz_sorted_sum(errors: torch.Tensor, fg: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
     """Lovász extension of the Jaccard loss over the last axis: ``(N, K, P) -> (N, K)``.
 
-    ``errors`` float (``>= 0`` unless ``hinge``), ``fg`` bool foreground, ``valid`` bool
-    (broadcastable to ``errors``); invalid pixels get the key -inf, so they sort last, and the
-    clamp at 0 (ReLU with ``hinge``, the loss's own) turns them into zeros that weigh nothing.
-    One sort gives the sorted errors (differentiable) and the permutation for the foreground
-    flags; the sum over pixels accumulates in float64 (onnxruntime's float32 ReduceSum drifts at
-    65k+ pixels). A group without foreground has ``J_k = 1`` for every k, so its loss is its
-    largest error.
+    ``errors`` float, ``+0.0`` or more; ``fg`` bool foreground, False wherever ``keep`` is;
+    ``keep`` bool (broadcastable to ``errors``; None: every pixel) marks the pixels that count.
+    The others get the key -1, so they sort last, where their weights are exactly 0
+    (:func:`lovasz_weights`). One sort gives the sorted errors (differentiable) and the permutation
+    for the foreground flags; the sum over pixels accumulates in float64 (onnxruntime's float32
+    ReduceSum drifts at 65k+ pixels). A group without foreground has ``J_k = 1`` for every k, so
+    its loss is its largest error.
     """
-    fg = fg & valid
-    total = fg.sum(-1, keepdim=True)
-    key = torch.where(valid, errors, float("-inf"))
-    err_sorted, perm = torch.sort(key, dim=-1, descending=True)
-    g = lovasz_weights(torch.gather(fg, -1, perm), total, errors.dtype)
-    # clamp (not ReLU) keeps the gradient of a valid zero error, as the reference code has it
-    e = F.relu(err_sorted) if hinge else torch.clamp(err_sorted, min=0.0)
-    loss = (e * g).sum(-1, dtype=torch.float64).to(e.dtype)
-    no_fg = (total == 0) & (err_sorted[..., :1] > float("-inf"))  # a valid pixel, none foreground
-    return loss + torch.where(no_fg, e[..., :1], 0.0).sum(-1)
+    key = errors if keep is None else torch.where(keep, errors, -1.0)
+    err_sorted, perm = _sort_descending(key)
+    g, total = lovasz_weights(torch.gather(fg, -1, perm), errors.dtype)
+    loss = (err_sorted * g).sum(-1, dtype=torch.float64).to(errors.dtype)
+    first = err_sorted[..., :1]
+    no_fg = (total == 0) & (first >= 0)  # a pixel kept, none foreground
+    return loss + torch.where(no_fg, first, 0.0).sum(-1)
 
 
 def lovasz_hinge(
@@ -103,8 +111,14 @@ def lovasz_hinge(
     lab = labels.reshape(n, 1, -1)
     fg = lab == 1
     errors = torch.where(fg, 1.0 - x, 1.0 + x)  # 1 - x * sign, sign = +1 (fg) / -1
-    losses = lovasz_sorted_sum(errors, fg, valid_mask(lab, ignore_index), hinge=True)
-    return losses.mean()
+    # the hinge before the sort: errors <= 0 sort last either way and weigh relu(e) = 0, with
+    # relu'(e) = 0; where (not relu) also turns -0.0 into +0.0 for the sort keys
+    errors = torch.where(errors > 0, errors, 0.0)
+    keep = None
+    if ignore_index is not None:
+        keep = lab != ignore_index
+        fg = fg & keep
+    return lovasz_sorted_sum(errors, fg, keep).mean()
 
 
 def lovasz_softmax(
@@ -183,13 +197,20 @@ def lovasz_softmax(
         x = x.transpose(0, 1).reshape(1, num_classes, -1)
     lab = labels.reshape(n, 1, -1)
     fg = lab == label_of_channel[None, :, None]  # (N, C, P)
-    valid = valid_mask(lab, ignore_index)  # (N, 1, P)
-    errors = torch.where(fg, 1.0 - x, x).abs()  # |1[y = c] - p_c|
+    errors = (x - fg.to(x.dtype)).abs()  # |1[y = c] - p_c|; a Where here ran 2x slower in onnxruntime
+    valid = None if ignore_index is None else lab != ignore_index  # (N, 1, P)
+    if valid is not None:
+        fg = fg & valid
     weight = taken[None, :].expand(n, -1)  # (N, C): the groups averaged over
     if classes == "present":
-        weight = weight & (fg & valid).any(-1)
-    # groups not taken are all invalid: they sort as constants (several times faster) and weigh 0
-    losses = lovasz_sorted_sum(errors, fg, valid & weight[..., None])  # (N, C)
+        # a group not taken has no foreground; a float max, since bool any() exports as an int64
+        # Cast + ReduceMax that took onnxruntime 48 ms at 8x21x256x256
+        weight = weight & (fg.to(x.dtype).amax(-1) > 0)
+    elif chosen is not None:
+        fg = fg & weight[..., None]
+    # groups not taken are not kept: they sort as constants (several times faster) and weigh 0
+    keep = weight[..., None] if valid is None else valid & weight[..., None]
+    losses = lovasz_sorted_sum(errors, fg, keep)  # (N, C)
     w = weight.to(losses.dtype)
     per_group = safe_div((losses * w).sum(-1), w.sum(-1))
     return per_group.mean()
