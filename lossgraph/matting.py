@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_choice, check_dtype, check_min_size, check_shapes
-from ._functional import LossModule, safe_div, to_acc
+from ._functional import LossModule, is_tracing, safe_div, to_acc
 
 #: the source documents' normaliser: crops of 512×512 pixels (``area=AREA_512`` reproduces them)
 AREA_512 = 512 * 512
@@ -76,9 +76,19 @@ def _l1(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def _smooth_l1(p: torch.Tensor, t: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-    """``0.5 d² / β`` where ``d = |p - t| < β``, else ``d - 0.5 β``: torch's fused kernel in eager (10x
-    faster than the where form at 8x512x512), which the exporter decomposes into plain nodes."""
-    return F.smooth_l1_loss(p, t, reduction="none", beta=beta)
+    """``0.5 d² / β`` where ``d = |p - t| < β``, else ``d - 0.5 β``.
+
+    Eager: torch's fused kernel (10x faster than the where form at 8x512x512). Graphs: the same
+    function as ``c (d - c/2) / β`` with ``c = min(d, β)`` (value and gradient equal, 0 at d = 0):
+    five plain nodes that onnxruntime runs 1.6x faster than the exporter's decomposition of the fused
+    kernel (Less, Pow, Where, ...; benchmarks/RESULTS.md).
+    """
+    if not is_tracing():
+        return F.smooth_l1_loss(p, t, reduction="none", beta=beta)
+    d = (p - t).abs()
+    c = torch.clamp(d, max=beta)
+    out = c * (d - 0.5 * c)
+    return out if beta == 1.0 else out / beta
 
 
 def _log_clamped(p: torch.Tensor) -> torch.Tensor:

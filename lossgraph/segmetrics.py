@@ -11,6 +11,17 @@ import torch
 from ._functional import LossModule, check_segmentation, one_hot, valid_mask
 
 
+def _count(mask: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """int64 number of True entries of ``mask`` over ``dims``, which end with the last axis.
+
+    Rows along the last axis are counted in float32 (exact below 2**24 per row) and the row counts
+    added in int64, so the count is exact at any size; onnxruntime reduces float32 about 3x faster
+    than the int64 a bool sum would be counted in (benchmarks/RESULTS.md).
+    """
+    rows = mask.to(torch.float32).sum(-1).to(torch.int64)
+    return rows.sum(dims[:-1]) if len(dims) > 1 else rows
+
+
 def _iou_percent(inter: torch.Tensor, union: torch.Tensor, empty: float) -> torch.Tensor:
     """``100 · inter / union``, ``100 · empty`` where the union is empty."""
     ok = union > 0
@@ -56,7 +67,7 @@ def iou_binary(
     inter = fg & pred
     union = fg | (pred & valid_mask(labels, ignore_index))
     dims = (1, 2) if per_image else (0, 1, 2)
-    return _iou_percent(inter.sum(dims), union.sum(dims), empty).mean()
+    return _iou_percent(_count(inter, dims), _count(union, dims), empty).mean()
 
 
 def iou(
@@ -100,9 +111,9 @@ def iou(
     inter = truth & pred
     union = truth | (pred & valid_mask(labels, ignore_index).unsqueeze(1))
     if per_image:
-        ious = _iou_percent(inter.sum((2, 3)), union.sum((2, 3)), empty).mean(0)
+        ious = _iou_percent(_count(inter, (2, 3)), _count(union, (2, 3)), empty).mean(0)
     else:
-        ious = _iou_percent(inter.sum((0, 2, 3)), union.sum((0, 2, 3)), empty)
+        ious = _iou_percent(_count(inter, (0, 2, 3)), _count(union, (0, 2, 3)), empty)
     if ignore_index is not None:
         classes = torch.arange(c, device=ious.device)
         ious = torch.where(classes == ignore_index, torch.zeros_like(ious), ious)
