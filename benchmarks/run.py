@@ -1,15 +1,19 @@
 """The benchmark run behind RESULTS.md: every catalog entry at its benchmark size, plus the variants the
 targets name (Lovász-Softmax per_image=True with B=8), in one process; writes ``results/``.
 
-    python benchmarks/run.py [--threads N] [--repeat R] [--out benchmarks/results] [--grad]
+    python benchmarks/run.py [--threads N] [--repeat R] [--out benchmarks/results] [--grad] [--malloc reuse]
+                             [--cold-jit]
+
+``--cold-jit`` points Numba's cache at an empty folder before anything imports Numba, so the
+reference's first call (``ref JIT s``) is the real compile time rather than a load from the
+``cache=True`` files of earlier runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-
-from lossgraph import bench, catalog
+import tempfile
 
 #: (name, parameters) benchmarked besides every entry's defaults
 VARIANTS = (("lovasz_softmax", {"per_image": True}), ("box_iou", {"pairwise": True, "output": "value"}))
@@ -21,9 +25,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--grad", action="store_true")
     ap.add_argument("--provider", default="cpu")
+    ap.add_argument("--malloc", default="default", choices=["default", "reuse"])
+    ap.add_argument("--cold-jit", action="store_true", help="compile the Numba kernels afresh (empty cache)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = ap.parse_args()
-    kwargs = dict(repeat=args.repeat, threads=args.threads, grad=args.grad, provider=args.provider)
+    if args.cold_jit:
+        os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="lossgraph-numba-")
+    from lossgraph import bench, catalog  # after NUMBA_CACHE_DIR: the reference imports Numba
+
+    kwargs = dict(repeat=args.repeat, threads=args.threads, grad=args.grad, provider=args.provider, malloc=args.malloc)
     jobs = [(n, {}) for n in catalog.names()] + [v for v in VARIANTS if v[0] in catalog.names()]
     results = []
     for name, params in jobs:

@@ -78,6 +78,7 @@ class Result:
     threads: int
     export_s: float | None
     timings: dict[str, Timing]
+    malloc: str = "default"  # see set_malloc
 
     def median(self, backend: str) -> float | None:
         t = self.timings.get(backend)
@@ -114,12 +115,17 @@ def _rss_kib(field_name: str) -> int | None:
 class PeakMemory:
     """Growth of the resident set over a block: kernel high-water mark minus the RSS at entry (Linux).
 
-    ``mib`` is None where ``/proc/self/clear_refs`` cannot reset the high-water mark.
+    ``mib`` is None where ``/proc/self/clear_refs`` cannot reset the high-water mark. With ``trim``
+    freed heap memory goes back to the OS first, so memory left by earlier calls hides nothing.
     """
+
+    def __init__(self, trim: bool = True) -> None:
+        self.trim = trim
 
     def __enter__(self) -> "PeakMemory":
         gc.collect()
-        _malloc_trim()
+        if self.trim:
+            _malloc_trim()
         self.mib: float | None = None
         try:
             with open("/proc/self/clear_refs", "w") as f:
@@ -143,6 +149,42 @@ def _malloc_trim() -> None:
         pass
 
 
+#: ``"default"``: the C library's allocator as it comes; ``"reuse"``: see :func:`set_malloc`
+MALLOC_MODES = ("default", "reuse")
+_malloc_mode = "default"
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
+
+
+def set_malloc(mode: str) -> str:
+    """Choose how freed memory is kept for the rest of the process; returns the mode now in force.
+
+    ``"reuse"`` (glibc only) serves every allocation from the heap and keeps what is freed there
+    (``mallopt(M_MMAP_MAX, 0)``, ``M_TRIM_THRESHOLD`` 1 GiB), so a repeated call reuses its
+    buffers. By default glibc maps each block over 32 MiB afresh and unmaps it on free, so every
+    call of an eager torch loss with full-size temporaries faults in and zeroes all of them again
+    (Lovász-Softmax at 8x21x256x256: about 263,000 page faults, 1 GB, per call), while
+    onnxruntime's arena and a loop's small buffers are reused. ``"reuse"`` is the effect of tcmalloc
+    or jemalloc, the allocators PyTorch's CPU tuning guide recommends. It cannot be undone in the
+    process; timed rounds then skip the trim before each call (the warm-up call still trims, so
+    peak memory stays each backend's own).
+    """
+    global _malloc_mode
+    if mode not in MALLOC_MODES:
+        raise BenchError(f"bench: malloc must be one of {', '.join(MALLOC_MODES)}; got {mode!r}")
+    if mode == "reuse" and _malloc_mode != "reuse":
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 2**30) == 1
+        except (OSError, AttributeError):
+            ok = False
+        if not ok:
+            raise BenchError("bench: malloc 'reuse' needs glibc's mallopt, which is not available here")
+        _malloc_mode = "reuse"
+    elif mode == "default" and _malloc_mode == "reuse":
+        raise BenchError("bench: malloc 'reuse' was set in this process and cannot be undone")
+    return _malloc_mode
+
+
 def time_interleaved(calls: Mapping[str, Callable[[], Any]], repeat: int, sync: Callable[[], None]) -> dict[str, tuple[Timing, Any]]:
     """One warm-up call of each callable, then ``repeat`` rounds calling each once, in turn.
 
@@ -155,7 +197,7 @@ def time_interleaved(calls: Mapping[str, Callable[[], Any]], repeat: int, sync: 
     peaks: dict[str, list[float]] = {k: [] for k in calls}
     for rnd in range(repeat + 1):
         for k, fn in calls.items():
-            with PeakMemory() as mem:
+            with PeakMemory(trim=rnd == 0 or _malloc_mode == "default") as mem:
                 t0 = time.perf_counter()
                 outs[k] = fn()
                 sync()
@@ -253,6 +295,7 @@ def bench_spec(
     backends: Sequence[str] = BACKENDS,
     graphs: Any = None,
     sess_options: Any = None,
+    malloc: str | None = None,
 ) -> Result:
     """Time ``spec`` in each of ``backends`` at ``dims`` (default: :func:`bench_dims`).
 
@@ -267,6 +310,8 @@ def bench_spec(
         backends: which of :data:`BACKENDS` to run.
         graphs: a :class:`lossgraph.testing.GraphCache` to export into (default: a temporary one).
         sess_options: onnxruntime ``SessionOptions`` (default :func:`session_options`).
+        malloc: ``"reuse"`` to keep freed memory for reuse for the rest of the process
+            (:func:`set_malloc`); None leaves the allocator as it is.
     """
     import torch
 
@@ -280,6 +325,7 @@ def bench_spec(
     provider = resolve_provider(provider)
     device = "cuda" if provider == "cuda" else "cpu"
     nthreads = set_threads(threads)
+    mode = set_malloc(malloc) if malloc is not None else _malloc_mode
     p = spec.resolve(params)
     if dims is None:
         dims, dims_from = bench_dims(spec)
@@ -346,7 +392,7 @@ def bench_spec(
         timings["reference"].jit_s = jit_s
     for k, why in skipped.items():
         timings[k] = Timing(skipped=why)
-    return Result(spec.name, p, dict(dims), dims_from, provider, device, grad, nthreads, export_s, timings)
+    return Result(spec.name, p, dict(dims), dims_from, provider, device, grad, nthreads, export_s, timings, mode)
 
 
 def bench(
@@ -380,7 +426,8 @@ def summary(r: Result) -> str:
     extra = [f"ref JIT {ref.jit_s:.2f} s"] if ref and ref.jit_s is not None else []
     extra += [f"export {r.export_s:.1f} s"] if r.export_s is not None else []
     size = "×".join(f"{k}{v}" for k, v in r.dims.items())
-    return f"{r.name}{' (grad)' if r.grad else ''} {size} [{r.provider}, {r.threads} threads]: " + ", ".join(parts + ratios + extra)
+    setup = f"{r.provider}, {r.threads} threads" + (f", malloc {r.malloc}" if r.malloc != "default" else "")
+    return f"{r.name}{' (grad)' if r.grad else ''} {size} [{setup}]: " + ", ".join(parts + ratios + extra)
 
 
 # --- reporting --------------------------------------------------------------------------------------------
@@ -444,6 +491,7 @@ def environment(threads: int) -> dict[str, Any]:
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "threads": threads,
+        "malloc": _malloc_mode,
         "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
 

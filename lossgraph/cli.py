@@ -228,7 +228,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for n in names:
         catalog.get(n)
     backends = args.backends.split(",") if args.backends else bench.BACKENDS
-    kwargs = dict(provider=args.provider, repeat=args.repeat, threads=args.threads, grad=args.grad, backends=backends)
+    kwargs = dict(provider=args.provider, repeat=args.repeat, threads=args.threads, grad=args.grad, backends=backends,
+                  malloc=args.malloc)
     results = bench.bench(
         names, parse_dims(args.shape), parse_params(args.param), progress=lambda r: print(bench.summary(r), flush=True), **kwargs
     )
@@ -339,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=None, help="intra-op threads for torch, onnxruntime, Numba")
     s.add_argument("--grad", action="store_true", help="time value and gradient (gradient graphs)")
     s.add_argument("--backends", help="comma-separated subset of torch,onnx,reference,source")
+    s.add_argument("--malloc", default="default", choices=["default", "reuse"],
+                   help="reuse: keep freed memory for reuse (glibc), as tcmalloc/jemalloc do (default: as it comes)")
     s.add_argument("--out", default="results/bench", help="folder for results.md/.json/.png ('' to skip)")
     s.set_defaults(func=cmd_bench)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -109,3 +111,39 @@ def test_cli_bench_errors(capsys):
     if not cuda_usable():
         assert cli.main(["bench", "lovasz_hinge", "--provider", "cuda", "--out", ""]) == 2
         assert "CUDA is not usable here" in capsys.readouterr().err
+
+
+MALLOC_PROBE = """
+import ctypes, resource, sys
+ctypes.CDLL("libc.so.6").prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE: 4 KiB pages, so faults count pages
+import numpy as np
+from lossgraph import bench
+mode = bench.set_malloc(sys.argv[1])
+def faults():
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    np.ones(2**23).sum()  # 64 MiB, touched, freed
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+faults()
+print(mode, faults())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt and ru_minflt")
+def test_malloc_reuse_keeps_freed_memory_for_the_next_call():
+    """By default a 64 MiB block is mapped afresh on every call (16,384 page faults of 4 KiB); with
+    "reuse" the second call finds it in the heap (page faults, not seconds: nothing here depends on load)."""
+    runs = {}
+    for mode in ("default", "reuse"):
+        out = subprocess.run([sys.executable, "-c", MALLOC_PROBE, mode], capture_output=True, text=True, check=True)
+        got_mode, n = out.stdout.split()
+        assert got_mode == mode
+        runs[mode] = int(n)
+    assert runs["default"] > 10_000 and runs["reuse"] < 1_000, runs
+
+
+def test_malloc_mode_is_checked_and_recorded():
+    with pytest.raises(bench.BenchError, match="malloc must be one of default, reuse"):
+        bench.set_malloc("tcmalloc")
+    r = bench.bench_spec(catalog.get("lovasz_hinge"), {"B": 1, "H": 3, "W": 4}, repeat=1, backends=("torch",))
+    assert r.malloc == bench.set_malloc("default") == "default"
+    assert bench.environment(1)["malloc"] == "default" and "malloc" not in bench.summary(r)
