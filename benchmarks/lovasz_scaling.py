@@ -1,8 +1,9 @@
 """Where the time of the vectorised Lovász-Softmax goes, against the source's per-image/per-class loop.
 
 For B images, C classes, H×W pixels (per_image=True, so B·C groups of H·W pixels): the whole loss
-vectorised (ours), the source loop, and the sort alone done both ways — one batched ``torch.sort``
-of the (B, C, P) error tensor versus B·C one-dimensional sorts, as the loop does them. Both sort the
+vectorised (ours), the source loop, and the sort alone done both ways — one batched sort of the
+(B, C, P) error tensor as the loss does it (``lovasz._sort_descending``: the int32 view in eager) versus
+B·C one-dimensional ``torch.sort`` calls, as the loop does them. Both sort the
 same B·C·P numbers, so the sort can only gain from threads (and the loop's Python overhead is small
 next to a 65k sort): the ratio "batched sort / loop sorts" bounds what vectorising can win.
 ``numpy.sort`` (values only, SIMD) is printed as what a faster sort primitive would give.
@@ -11,6 +12,7 @@ With ``--present K`` each image's labels use K of the C classes: the loop skips 
 the vectorised loss marks their groups invalid, so their rows sort as constants (several times faster).
 
     python benchmarks/lovasz_scaling.py [--threads N] [--repeat R] [--sizes 64,128,256] [--batches 1,8] [--present K]
+                                        [--malloc reuse]
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 from lossgraph import lovasz, sources
-from lossgraph.bench import set_threads
+from lossgraph.bench import MALLOC_MODES, set_malloc, set_threads
 
 from _timing import medians
 
@@ -35,11 +37,14 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=21)
     ap.add_argument("--present", type=int, default=None,
                     help="classes present per image (default: all, uniform labels); realistic masks have few")
+    ap.add_argument("--malloc", default="default", choices=MALLOC_MODES)
     args = ap.parse_args()
     threads = set_threads(args.threads)
+    set_malloc(args.malloc)
     source = sources.source_of("lovasz", "lovasz_softmax")
     present = args.present or args.classes
-    print(f"torch {torch.__version__}, {threads} threads, C={args.classes} ({present} present per image), per_image=True; medians in ms")
+    print(f"torch {torch.__version__}, {threads} threads, malloc {args.malloc}, C={args.classes} ({present} present per image), "
+          "per_image=True; medians in ms")
     print("| B | H=W | ours | source loop | ours/source | batched sort | loop of 1-D sorts | sort share of ours | numpy sort (values) |")
     print("|---|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
@@ -68,7 +73,7 @@ def main() -> None:
                 {
                     "ours": ours,
                     "loop": loop,
-                    "sort": lambda: torch.sort(errors, dim=-1, descending=True),
+                    "sort": lambda: lovasz._sort_descending(errors),
                     "sorts": lambda: [torch.sort(row, descending=True) for row in flat],
                     "np": lambda: np.sort(arr, axis=-1),
                 },

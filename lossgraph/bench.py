@@ -497,27 +497,29 @@ def environment(threads: int) -> dict[str, Any]:
 
 
 def plot(results: Sequence[Result], path: str) -> None:
-    """Bar chart of the medians (ms, log scale) per loss and backend, written to ``path`` (PNG)."""
+    """Horizontal bar chart of the medians (ms, log scale) per loss and backend, written to ``path`` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     labels = [r.name + (" (grad)" if r.grad else "") + _param_tag(r) for r in results]
-    x = np.arange(len(results))
-    width = 0.8 / len(BACKENDS)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(results) + 2), 4.5))
+    y = np.arange(len(results))
+    height = 0.8 / len(BACKENDS)
+    fig, ax = plt.subplots(figsize=(9.0, 0.42 * len(results) + 1.6))
     for k, b in enumerate(BACKENDS):
-        vals = [(r.median(b) or 0.0) * 1e3 for r in results]
-        bars = ax.bar(x + (k - (len(BACKENDS) - 1) / 2) * width, vals, width, label=b)
-        for rect, v in zip(bars, vals):
-            if v == 0:
-                rect.set_visible(False)
-    ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel("median time per call (ms, log)")
-    ax.set_title("lossgraph: torch eager vs onnxruntime vs Numba reference vs source loop code")
-    ax.legend(fontsize=8)
+        timed = [(i, r.median(b) * 1e3) for i, r in enumerate(results) if r.median(b)]  # only bars that exist
+        if timed:
+            rows, vals = zip(*timed)
+            ax.barh(np.array(rows) + (k - (len(BACKENDS) - 1) / 2) * height, vals, height, label=b, color=f"C{k}")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("median time per call (ms, log)")
+    setup = f"{results[0].threads} threads, malloc {results[0].malloc}" if results else ""
+    ax.set_title(f"torch eager vs onnxruntime vs Numba reference vs source loop code ({setup})", fontsize=9)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -525,7 +527,14 @@ def plot(results: Sequence[Result], path: str) -> None:
 
 def _param_tag(r: Result) -> str:
     changed = {k: v for k, v in r.params.items() if v != catalog.get(r.name).params.get(k)}
-    return "\n" + ",".join(f"{k}={v}" for k, v in changed.items()) if changed else ""
+    return " " + ",".join(f"{k}={v}" for k, v in changed.items()) if changed else ""
+
+
+def load_results(path: str) -> list[Result]:
+    """The results a :func:`write_results` call saved (its ``results.json``), to re-plot or compare runs."""
+    with open(path) as f:
+        data = json.load(f)
+    return [Result(**{**r, "timings": {k: Timing(**t) for k, t in r["timings"].items()}}) for r in data["results"]]
 
 
 def write_results(results: Sequence[Result], folder: str, title: str = "lossgraph benchmarks") -> dict[str, str]:

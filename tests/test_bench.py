@@ -101,6 +101,9 @@ def test_cli_bench_writes_table_json_and_png(tmp_path, capsys):
     data = json.loads((out / "results.json").read_text())
     assert data["results"][0]["name"] == "lovasz_hinge" and data["environment"]["threads"] == 1
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (back,) = bench.load_results(str(out / "results.json"))  # the saved run comes back as Results
+    assert back.name == "lovasz_hinge" and back.timings["torch"].median_s == data["results"][0]["timings"]["torch"]["median_s"]
+    assert bench.summary(back).startswith("lovasz_hinge B2×H4×W5 [cpu, 1 threads]")
 
 
 def test_cli_bench_errors(capsys):
