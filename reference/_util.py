@@ -98,6 +98,12 @@ def class_table(fn: str, name: str, values: Any, num_classes: int, default: floa
     return table
 
 
+def parallel_chunks(n: int) -> int:
+    """How many pixel ranges a partial-sums kernel splits ``n`` elements into: one per 4096, at most
+    64 (each chunk sums into its own row, so the result does not depend on the thread count)."""
+    return max(1, min(64, n // 4096))
+
+
 @njit(cache=True, inline="always")
 def power(x, y):
     """``x**y`` in a kernel, with plain products for the common ``y`` = 1 and 2 (a libm ``pow`` call

@@ -15,7 +15,7 @@ from numba import njit, prange
 
 from lossgraph._checks import check_shapes
 
-from ._util import as_float, segmentation_inputs, sigmoid
+from ._util import as_float, parallel_chunks, segmentation_inputs, sigmoid
 
 
 def _dice_score(p, t, smooth, squared, axes):
@@ -109,7 +109,7 @@ def dice(logits, labels, smooth: float = 1.0, ignore_index: int | None = None, s
     x, lab, valid, c = segmentation_inputs(fn, "logits", logits, labels, ignore_index)
     b = x.shape[0]
     x3, lab2, valid2 = x.reshape(b, c, -1), np.where(valid, lab, 0).reshape(b, -1), valid.reshape(b, -1)
-    chunks = max(1, min(64, lab2.size // 4096))
+    chunks = parallel_chunks(lab2.size)
     pt, pm, t = softmax_class_sums(x3, lab2, valid2, squared, chunks)
     if not per_class:
         pt, pm, t = pt.sum(keepdims=True), pm.sum(keepdims=True), t.sum(keepdims=True)
@@ -159,7 +159,7 @@ def soft_dice(probas, targets, smooth: float = 1.0, from_logits: bool = False, g
     x = as_float(fn, "probas", probas)
     t = as_float(fn, "targets", targets)
     check_shapes(fn, [("probas", x, tuple(f"d{i}" for i in range(x.ndim))), ("targets", t, None)])
-    chunks = max(1, min(64, x.size // 4096))
+    chunks = parallel_chunks(x.size)
     pt, pp, tt = soft_dice_sums(x.reshape(-1), t.reshape(-1), from_logits, chunks)
     num = pt + smooth
     den = pp + tt + smooth

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._util import segmentation_inputs
+from ._util import parallel_chunks, segmentation_inputs
 
 
 @njit(cache=True, parallel=True)
@@ -37,7 +37,7 @@ def _class_counts(pred, labels, num_classes, ignore, use_ignore, chunks):
 def _ious(pred, lab, num_classes, per_image, ignore_index, empty):
     n = lab.shape[0] if per_image else 1
     ignore = -(2**62) if ignore_index is None else int(ignore_index)
-    chunks = max(1, min(64, lab.size // 4096))
+    chunks = parallel_chunks(lab.size)
     inter, union = _class_counts(pred.reshape(n, -1), lab.reshape(n, -1), num_classes, ignore,
                                  ignore_index is not None, chunks)
     return 100.0 * np.where(union > 0, inter / np.maximum(union, 1), empty).mean(0)
