@@ -26,6 +26,7 @@ from lossgraph import catalog
 from lossgraph._functional import tracing
 
 from .runner import METADATA_END
+from lossgraph._checks import InputError, InputTypeError
 
 DEFAULT_OPSET = 18
 
@@ -116,24 +117,24 @@ def to_onnx(
     """
     name = getattr(type(loss), "name", None)
     if name is None or not hasattr(loss, "params"):
-        raise TypeError(f"to_onnx: loss must be a lossgraph module (spec.build(...)); got {type(loss).__name__}")
+        raise InputTypeError(f"to_onnx: loss must be a lossgraph module (spec.build(...)); got {type(loss).__name__}")
     spec = catalog.get(name)
     params = loss.params
     ins = spec.input_specs(params)
     outs = spec.output_names(params)
     opset = DEFAULT_OPSET if opset is None else int(opset)
     if opset < DEFAULT_OPSET:
-        raise ValueError(f"to_onnx: opset must be >= {DEFAULT_OPSET} (the dynamo exporter's output at lower opsets fails in onnxruntime); got {opset}")
+        raise InputError(f"to_onnx: opset must be >= {DEFAULT_OPSET} (the dynamo exporter's output at lower opsets fails in onnxruntime); got {opset}")
 
     if isinstance(example_inputs, Mapping):
         missing = [i.name for i in ins if i.name not in example_inputs]
         if missing:
-            raise ValueError(f"to_onnx: {name}: example_inputs lacks {', '.join(missing)}")
+            raise InputError(f"to_onnx: {name}: example_inputs lacks {', '.join(missing)}")
         args = [example_inputs[i.name] for i in ins]
     else:
         args = list(example_inputs)
         if len(args) != len(ins):
-            raise ValueError(f"to_onnx: {name} takes {len(ins)} inputs ({', '.join(i.name for i in ins)}); got {len(args)}")
+            raise InputError(f"to_onnx: {name} takes {len(ins)} inputs ({', '.join(i.name for i in ins)}); got {len(args)}")
     args = tuple(_to_tensor(a) for a in args)
 
     grad_index = [k for k, i in enumerate(ins) if i.grad]

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from lossgraph._checks import dtype_kind, fmt_shape
+from lossgraph._checks import InputError, InputTypeError, dtype_kind, fmt_shape, InputTypeError
 from lossgraph.catalog import eval_dims
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -32,7 +32,7 @@ _ORT_TYPES = {
 }
 
 
-class OnnxLossError(ValueError):
+class OnnxLossError(InputError):
     """A graph that cannot be loaded, or inputs that do not fit it."""
 
 
@@ -139,7 +139,7 @@ class OnnxLoss:
         elif hasattr(model, "SerializeToString"):
             data = model.SerializeToString()
         else:
-            raise TypeError(f"OnnxLoss: model must be a path, bytes or onnx.ModelProto; got {type(model).__name__}")
+            raise InputTypeError(f"OnnxLoss: model must be a path, bytes or onnx.ModelProto; got {type(model).__name__}")
         if sess_options is None:
             sess_options = ort.SessionOptions()
             sess_options.log_severity_level = 3
@@ -203,7 +203,7 @@ class OnnxLoss:
                 raise OnnxLossError(f"{loss}: input {spec.name} has unsupported type {spec.type}")
             kind, want_kind = dtype_kind(x.dtype), dtype_kind(np.dtype(want))
             if want_kind == "f" and kind not in "fb" or want_kind in "ib" and kind not in "ib":
-                raise TypeError(
+                raise InputTypeError(
                     f"{loss}: {spec.name} must be {'a float' if want_kind == 'f' else 'an integer'} array "
                     f"({np.dtype(want).name}); got dtype {x.dtype}"
                 )

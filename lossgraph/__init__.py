@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._checks import InputError, InputTypeError
 from ._version import __version__
 
 _SUBMODULES = ("catalog", "functional", "modules", "testing", "reference", "export", "cli")
@@ -32,4 +33,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_SUBMODULES])
 
 
-__all__ = ["__version__", *_SUBMODULES]
+__all__ = ["InputError", "InputTypeError", "__version__", *_SUBMODULES]

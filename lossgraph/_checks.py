@@ -13,6 +13,15 @@ from typing import Any, Iterable, Sequence
 Dim = "str | int"
 
 
+class InputError(ValueError):
+    """A bad input or parameter value (shape, label range, domain, option): the same one-line message in
+    the torch losses, the reference and the ONNX runner. The CLI prints it as ``lossgraph: error: ...``."""
+
+
+class InputTypeError(TypeError):
+    """An input or parameter of the wrong type (a float tensor where labels go, a list as a tensor)."""
+
+
 def fmt_shape(shape: Iterable[Any]) -> str:
     """``(B, C, H, W)`` / ``(2, 5, 9, 13)``; a 1-tuple keeps its comma."""
     items = [str(d) for d in shape]
@@ -27,7 +36,7 @@ def check_shapes(fn: str, inputs: Sequence[tuple[str, Any, Sequence[Any] | None]
     by the first input that has them; a later mismatch names both inputs.
 
     Raises:
-        ValueError: naming the input, the expected and the actual shape.
+        InputError: naming the input, the expected and the actual shape.
     """
     bound: dict[str, int] = {}
     owner: dict[str, tuple[str, Sequence[Any], tuple[int, ...]]] = {}
@@ -38,7 +47,7 @@ def check_shapes(fn: str, inputs: Sequence[tuple[str, Any, Sequence[Any] | None]
         if sym is None:
             want = tuple(first.shape)
             if shape != want:
-                raise ValueError(
+                raise InputError(
                     f"{fn}: {name} must have the same shape as {first_name}; got {fmt_shape(shape)} and {fmt_shape(want)}"
                 )
             continue
@@ -55,8 +64,8 @@ def check_shapes(fn: str, inputs: Sequence[tuple[str, Any, Sequence[Any] | None]
             if other is None and owner:
                 other = next(iter(owner.values()))
             if other is None or other[0] == name:
-                raise ValueError(f"{fn}: {name} must have shape {fmt_shape(sym)}; got {fmt_shape(shape)}")
-            raise ValueError(
+                raise InputError(f"{fn}: {name} must have shape {fmt_shape(sym)}; got {fmt_shape(shape)}")
+            raise InputError(
                 f"{fn}: {name} must have shape {fmt_shape(sym)} matching {other[0]} {fmt_shape(other[1])}; "
                 f"got {fmt_shape(shape)} and {fmt_shape(other[2])}"
             )
@@ -68,11 +77,11 @@ def check_shapes(fn: str, inputs: Sequence[tuple[str, Any, Sequence[Any] | None]
 
 
 def check_min_size(fn: str, name: str, x: Any, dims: Sequence[int], minimum: int, why: str) -> None:
-    """Raise ValueError when any of ``x.shape[d] for d in dims`` is below ``minimum``."""
+    """Raise InputError when any of ``x.shape[d] for d in dims`` is below ``minimum``."""
     shape = tuple(x.shape)
     small = [shape[d] for d in dims if shape[d] < minimum]
     if small:
-        raise ValueError(f"{fn}: {name} is too small: {why} needs at least {minimum}; got shape {fmt_shape(shape)}")
+        raise InputError(f"{fn}: {name} is too small: {why} needs at least {minimum}; got shape {fmt_shape(shape)}")
 
 
 def dtype_kind(dtype: Any) -> str:
@@ -88,9 +97,9 @@ def dtype_kind(dtype: Any) -> str:
 
 
 def check_dtype(fn: str, name: str, x: Any, kinds: str, what: str) -> None:
-    """Raise TypeError unless ``x.dtype`` has one of the kinds (``'f'``, ``'i'``, ``'b'``)."""
+    """Raise InputTypeError unless ``x.dtype`` has one of the kinds (``'f'``, ``'i'``, ``'b'``)."""
     if dtype_kind(x.dtype) not in kinds:
-        raise TypeError(f"{fn}: {name} must be {what}; got dtype {str(x.dtype).replace('torch.', '')}")
+        raise InputTypeError(f"{fn}: {name} must be {what}; got dtype {str(x.dtype).replace('torch.', '')}")
 
 
 def label_range_message(fn: str, name: str, lo: int, hi: int, num_classes: int, ignore_index: int | None) -> str:
@@ -100,4 +109,4 @@ def label_range_message(fn: str, name: str, lo: int, hi: int, num_classes: int, 
 
 def check_choice(fn: str, name: str, value: Any, choices: Sequence[Any]) -> None:
     if value not in choices:
-        raise ValueError(f"{fn}: {name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        raise InputError(f"{fn}: {name} must be one of {', '.join(map(repr, choices))}; got {value!r}")

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Iterator
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_dtype, check_shapes, label_range_message
+from ._checks import check_choice, check_dtype, check_shapes, InputError, InputTypeError, label_range_message
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -79,7 +79,7 @@ def check_label_values(
         return
     lo, hi = int(valid.min()), int(valid.max())
     if lo < 0 or hi >= num_classes:
-        raise ValueError(label_range_message(fn, name, lo, hi, num_classes, ignore_index))
+        raise InputError(label_range_message(fn, name, lo, hi, num_classes, ignore_index))
 
 
 class LossModule(nn.Module):
@@ -146,10 +146,10 @@ def check_class_list(fn: str, name: str, values: Any, num_classes: Any) -> list[
     if values is None:
         return None
     if isinstance(values, (int, float, str)):
-        raise TypeError(f"{fn}: {name} must be a list of per-class values; got {values!r}")
+        raise InputTypeError(f"{fn}: {name} must be a list of per-class values; got {values!r}")
     values = [float(v) for v in values]
     if not is_tracing() and len(values) != num_classes:
-        raise ValueError(f"{fn}: {name} must have one value per class (C = {num_classes}); got {len(values)}")
+        raise InputError(f"{fn}: {name} must have one value per class (C = {num_classes}); got {len(values)}")
     return values
 
 

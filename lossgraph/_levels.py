@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ._checks import check_dtype, check_shapes, fmt_shape
+from ._checks import check_dtype, check_shapes, fmt_shape, InputError
 
 
 def level_names(prefix: str, levels: int) -> list[str]:
@@ -33,7 +33,7 @@ def check_levels(
     ``(B, N, 1|4)`` with ``N = Σ H_l W_l``; ValueError/TypeError naming the input otherwise."""
     levels = len(cls_logits)
     if levels == 0 or len(cnt_logits) != levels or len(reg_preds) != levels:
-        raise ValueError(
+        raise InputError(
             f"{fn}: cls, centerness and regression need the same number (>= 1) of levels; "
             f"got {len(cls_logits)}, {len(cnt_logits)} and {len(reg_preds)}"
         )
@@ -53,7 +53,7 @@ def check_levels(
     # sizes stay symbolic under torch.export (no int()): the comparison becomes N's definition
     total = sum(x.shape[2] * x.shape[3] for x in cls_logits)
     if dims["N"] != total:
-        raise ValueError(
+        raise InputError(
             f"{fn}: cls_targets must have shape (B, N, 1) with N = {locations_expr(levels)} = {total} "
             f"locations; got {fmt_shape(cls_targets.shape)}"
         )

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import torch
 
-from ._checks import check_choice
+from ._checks import check_choice, InputError
 from ._functional import LossModule, check_label_values, to_acc
 from ._levels import check_levels, level_names
 from .boxes import ltrb_iou_loss
@@ -103,7 +103,7 @@ class FCOS(LossModule):
         self, levels: int = 5, alpha: float = 0.25, gamma: float = 2.0, reg_loss: str = "giou", add_centerness: bool = True
     ) -> None:
         if int(levels) < 1:
-            raise ValueError(f"fcos: levels must be >= 1; got {levels}")
+            raise InputError(f"fcos: levels must be >= 1; got {levels}")
         check_choice("fcos", "reg_loss", reg_loss, REG_LOSSES)
         super().__init__(levels=int(levels), alpha=float(alpha), gamma=float(gamma), reg_loss=reg_loss,
                          add_centerness=bool(add_centerness))
@@ -116,7 +116,7 @@ class FCOS(LossModule):
     def forward(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         n = self._params["levels"]
         if len(inputs) != 3 * n + 3:
-            raise ValueError(f"fcos: takes {3 * n + 3} inputs for {n} levels ({', '.join(self.input_names())}); "
+            raise InputError(f"fcos: takes {3 * n + 3} inputs for {n} levels ({', '.join(self.input_names())}); "
                              f"got {len(inputs)}")
         p = {k: v for k, v in self._params.items() if k != "levels"}
         return fcos(inputs[:n], inputs[n:2 * n], inputs[2 * n:3 * n], *inputs[3 * n:], **p)

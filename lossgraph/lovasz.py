@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from ._checks import check_dtype, check_shapes
+from ._checks import check_dtype, check_shapes, InputError
 from ._functional import LossModule, check_label_values, is_tracing, safe_div, softmax_c, to_acc
 
 CLASSES = ("present", "all")
@@ -166,14 +166,14 @@ def lovasz_softmax(
     num_classes = probas.shape[1]
     if isinstance(classes, str):
         if classes not in CLASSES:
-            raise ValueError(f"{fn}: classes must be 'present', 'all' or a list of class ids; got {classes!r}")
+            raise InputError(f"{fn}: classes must be 'present', 'all' or a list of class ids; got {classes!r}")
         chosen = None
     else:
         chosen = [int(c) for c in classes]
         if not chosen:
-            raise ValueError(f"{fn}: classes must not be an empty list")
+            raise InputError(f"{fn}: classes must not be an empty list")
         if num_classes == 1 and len(chosen) > 1:
-            raise ValueError(f"{fn}: with C == 1 (sigmoid form) classes must name one label; got {chosen}")
+            raise InputError(f"{fn}: with C == 1 (sigmoid form) classes must name one label; got {chosen}")
     check_label_values(fn, "labels", labels, max(num_classes, 2), ignore_index)
 
     x = to_acc(probas)

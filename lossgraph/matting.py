@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_dtype, check_min_size, check_shapes
+from ._checks import check_choice, check_dtype, check_min_size, check_shapes, InputError
 from ._functional import LossModule, is_tracing, safe_div, to_acc
 
 #: the source documents' normaliser: crops of 512×512 pixels (``area=AREA_512`` reproduces them)
@@ -221,7 +221,7 @@ def _laplacian_parts(pred, target, levels):
     fn = "laplacian"
     _check(fn, pred, target)
     if int(levels) < 1:
-        raise ValueError(f"laplacian: levels must be >= 1; got {levels}")
+        raise InputError(f"laplacian: levels must be >= 1; got {levels}")
     check_min_size(fn, "pred", pred, (2, 3), laplacian_min_size(levels), f"a {levels}-level pyramid (reflect padding 2 at the last level)")
     p = to_acc(pred)
     d = p - target.to(p.dtype)

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_dtype, check_shapes
+from ._checks import check_choice, check_dtype, check_shapes, InputTypeError
 from ._functional import LossModule, check_label_values, reduce, to_acc
 from ._seeded import seeded_normal
 
@@ -176,10 +176,10 @@ class _ClassTensorLoss(LossModule):
     def _classes(self, features: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
         if self._from_input:
             if given is None:
-                raise TypeError(f"{self.name}: {self._what}_from='input' needs the {self._what} input (C, D)")
+                raise InputTypeError(f"{self.name}: {self._what}_from='input' needs the {self._what} input (C, D)")
             return given
         if given is not None:
-            raise TypeError(f"{self.name}: {self._what} is a parameter of this module ({self._what}_from='parameter'); "
+            raise InputTypeError(f"{self.name}: {self._what} is a parameter of this module ({self._what}_from='parameter'); "
                             f"pass only features and labels")
         own = getattr(self, self._what)
         check_shapes(self.name, [(self._what, own, ("C", "D")), ("features", features, ("N", "D"))])

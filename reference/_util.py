@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from lossgraph._checks import check_dtype, check_shapes, label_range_message
+from lossgraph._checks import check_dtype, check_shapes, InputError, InputTypeError, label_range_message
 
 
 def as_f64(fn: str, name: str, x: Any) -> np.ndarray:
@@ -38,7 +38,7 @@ def as_labels(fn: str, name: str, x: Any) -> np.ndarray:
 def check_labels(fn: str, name: str, labels: np.ndarray, num_classes: int, ignore_index: int | None) -> None:
     valid = labels if ignore_index is None else labels[labels != ignore_index]
     if valid.size and (valid.min() < 0 or valid.max() >= num_classes):
-        raise ValueError(label_range_message(fn, name, int(valid.min()), int(valid.max()), num_classes, ignore_index))
+        raise InputError(label_range_message(fn, name, int(valid.min()), int(valid.max()), num_classes, ignore_index))
 
 
 def reduce(loss: np.ndarray, reduction: str, fn: str) -> tuple[Any, float]:
@@ -49,7 +49,7 @@ def reduce(loss: np.ndarray, reduction: str, fn: str) -> tuple[Any, float]:
         return float(loss.sum()), 1.0
     if reduction == "none":
         return loss, 1.0
-    raise ValueError(f"{fn}: reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
+    raise InputError(f"{fn}: reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
 
 
 def softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -91,10 +91,10 @@ def class_table(fn: str, name: str, values: Any, num_classes: int, default: floa
     if values is None:
         return np.full(num_classes, default)
     if np.isscalar(values):
-        raise TypeError(f"{fn}: {name} must be a list of per-class values; got {values!r}")
+        raise InputTypeError(f"{fn}: {name} must be a list of per-class values; got {values!r}")
     table = np.asarray([float(v) for v in values], dtype=np.float64)
     if table.shape[0] != num_classes:
-        raise ValueError(f"{fn}: {name} must have one value per class (C = {num_classes}); got {table.shape[0]}")
+        raise InputError(f"{fn}: {name} must have one value per class (C = {num_classes}); got {table.shape[0]}")
     return table
 
 

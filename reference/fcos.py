@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from lossgraph._checks import check_choice
+from lossgraph._checks import check_choice, InputError
 from lossgraph._levels import check_levels
 
 from ._util import as_f64, as_labels, check_labels, sigmoid
@@ -107,7 +107,7 @@ def fcos(*inputs, levels=5, alpha=0.25, gamma=2.0, reg_loss="giou", add_centerne
     fn = "fcos"
     check_choice(fn, "reg_loss", reg_loss, ("giou", "iou"))
     if len(inputs) != 3 * levels + 3:
-        raise ValueError(f"{fn}: takes {3 * levels + 3} inputs for {levels} levels; got {len(inputs)}")
+        raise InputError(f"{fn}: takes {3 * levels + 3} inputs for {levels} levels; got {len(inputs)}")
     names = [f"{h}_{k}" for h in ("cls", "cnt", "reg") for k in range(levels)]
     arrays = [as_f64(fn, n, x) for n, x in zip(names, inputs)]
     cls_l, cnt_l, reg_l = arrays[:levels], arrays[levels:2 * levels], arrays[2 * levels:]

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from numba import njit, prange
 
-from lossgraph._checks import check_shapes
+from lossgraph._checks import check_shapes, InputError
 
 from ._util import as_f64, as_labels, check_labels, sigmoid, softmax, softmax_backward
 
@@ -142,16 +142,16 @@ def lovasz_softmax(
     b, c = x.shape[:2]
     if isinstance(classes, str):
         if classes not in ("present", "all"):
-            raise ValueError(f"{fn}: classes must be 'present', 'all' or a list of class ids; got {classes!r}")
+            raise InputError(f"{fn}: classes must be 'present', 'all' or a list of class ids; got {classes!r}")
         chosen = list(range(c))
     else:
         chosen = [int(k) for k in classes]
         if not chosen:
-            raise ValueError(f"{fn}: classes must not be an empty list")
+            raise InputError(f"{fn}: classes must not be an empty list")
     check_labels(fn, "labels", lab, max(c, 2), ignore_index)
     if c == 1:
         if len(chosen) > 1 and not isinstance(classes, str):
-            raise ValueError(f"{fn}: with C == 1 (sigmoid form) classes must name one label; got {chosen}")
+            raise InputError(f"{fn}: with C == 1 (sigmoid form) classes must name one label; got {chosen}")
         channels, fg_labels = [0], [chosen[0] if not isinstance(classes, str) else 1]
     else:
         channels = fg_labels = [k for k in dict.fromkeys(chosen) if 0 <= k < c]  # a repeat averages the same

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from lossgraph._checks import check_choice, check_min_size, check_shapes
+from lossgraph._checks import check_choice, check_min_size, check_shapes, InputError
 
 from ._util import as_f64, power
 
@@ -326,7 +326,7 @@ def _laplacian_image_grad(d: np.ndarray, levels: int, want_grad: bool) -> tuple[
 
 def _laplacian_parts(p, t, levels, grad):
     if int(levels) < 1:
-        raise ValueError(f"laplacian: levels must be >= 1; got {levels}")
+        raise InputError(f"laplacian: levels must be >= 1; got {levels}")
     check_min_size("laplacian", "pred", p, (2, 3), 2 ** (int(levels) + 1),
                    f"a {levels}-level pyramid (reflect padding 2 at the last level)")
     d = p - t

@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-from lossgraph._checks import check_choice, check_shapes
+from lossgraph._checks import check_choice, check_shapes, InputTypeError
 from lossgraph._seeded import seeded_normal
 
 from ._util import as_f64, as_labels, check_labels, reduce
@@ -34,10 +34,10 @@ def _classes(fn: str, what: str, given, source: str, num_classes: int, feat_dim:
     check_choice(fn, f"{what}_from", source, ("parameter", "input"))
     if source == "input":
         if given is None:
-            raise TypeError(f"{fn}: {what}_from='input' needs the {what} array (C, D)")
+            raise InputTypeError(f"{fn}: {what}_from='input' needs the {what} array (C, D)")
         return as_f64(fn, what, given)
     if given is not None:
-        raise TypeError(f"{fn}: {what} is a seeded parameter ({what}_from='parameter'); do not pass it")
+        raise InputTypeError(f"{fn}: {what} is a seeded parameter ({what}_from='parameter'); do not pass it")
     return seeded_normal(seed, (num_classes, feat_dim)).astype(np.float64)
 
 

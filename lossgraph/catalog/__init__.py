@@ -17,6 +17,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .._checks import InputError
+
 Shape = tuple  # symbolic: dimension names ("B"), fixed ints (4) or Derived dims (N = H0*W0 + ...)
 Dims = Mapping[str, int]
 
@@ -135,11 +137,11 @@ class Spec:
 
     # --- parameters -------------------------------------------------------------------------
     def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults overridden by ``params``; unknown names raise ValueError."""
+        """Defaults overridden by ``params``; unknown names raise :class:`~lossgraph.InputError`."""
         params = dict(params or {})
         unknown = sorted(set(params) - set(self.params))
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"{self.name}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(self.params)) or 'none'}"
             )
         return {**self.params, **params}
@@ -246,6 +248,13 @@ def _all() -> dict[str, Spec]:
     return _SPECS
 
 
+class UnknownLoss(InputError, KeyError):
+    """A name that is not in the catalog (a :class:`KeyError` too, for ``catalog.get`` callers)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 def names() -> list[str]:
     """Sorted catalog names."""
     return sorted(_all())
@@ -256,7 +265,7 @@ def get(name: str) -> Spec:
     try:
         return _all()[name]
     except KeyError:
-        raise KeyError(f"unknown loss {name!r}; known: {', '.join(names())}") from None
+        raise UnknownLoss(f"unknown loss {name!r}; known: {', '.join(names())}") from None
 
 
 def specs() -> list[Spec]:
