@@ -61,7 +61,7 @@ def iou_binary(
         33.3333
     """
     fn = "iou_binary"
-    check_segmentation(fn, "logits", logits, labels, ignore_index, num_classes=2)
+    _, labels = check_segmentation(fn, "logits", logits, labels, ignore_index, num_classes=2, allow_float=True)
     pred = logits > threshold
     fg = labels == 1
     inter = fg & pred
@@ -105,7 +105,7 @@ def iou(
         [50.0, 0.0]
     """
     fn = "iou"
-    c = check_segmentation(fn, "logits", logits, labels, ignore_index)
+    c, labels = check_segmentation(fn, "logits", logits, labels, ignore_index)
     pred = one_hot(torch.argmax(logits, dim=1), c)  # (B, C, H, W)
     truth = one_hot(labels, c)
     inter = truth & pred
