@@ -37,6 +37,10 @@ DOMAINS = (
     "centerness",  # FCOS centerness targets in [0, 1], -1 marks negative locations
 )
 
+#: bounded float domains: values in [0, 1], plus one extra allowed value (or None). Torch, the
+#: reference, ``OnnxLoss`` and the graphs' input guard check them (the guard: non-differentiable inputs)
+UNIT_DOMAINS: dict[str, float | None] = {"probabilities": None, "binary": None, "mask": None, "centerness": -1.0}
+
 
 class Derived(str):
     """A dimension computed from others, e.g. ``Derived("N", "H0*W0 + H1*W1")``.
@@ -54,15 +58,21 @@ class Derived(str):
         return obj
 
 
-def eval_dims(expr: str, dims: Mapping[str, int]) -> int:
-    """Evaluate a sum of products of dimension names and integers (``"H0*W0 + 4"``) at ``dims``."""
-    total = 0
+def eval_dims(expr: str | int, dims: Mapping[str, Any], maximum: Callable[[Any, Any], Any] = max) -> Any:
+    """Evaluate a sum of products of dimension names and integers (``"H0*W0 + 4"``), or ``max(a, b)``
+    of two such expressions, at ``dims``. Sizes are used as given (no ``int()``), so symbolic sizes
+    work too; ``maximum`` replaces ``max`` for them (``torch.sym_max``)."""
+    expr = str(expr).strip()
+    if expr.startswith("max(") and expr.endswith(")"):
+        a, b = expr[4:-1].split(",")
+        return maximum(eval_dims(a, dims, maximum), eval_dims(b, dims, maximum))
+    total: Any = 0
     for term in expr.split("+"):
-        prod = 1
+        prod: Any = 1
         for factor in term.split("*"):
             factor = factor.strip()
-            prod *= int(factor) if factor.isdigit() else int(dims[factor])
-        total += prod
+            prod = prod * (int(factor) if factor.isdigit() else dims[factor])
+        total = total + prod
     return total
 
 
@@ -75,10 +85,17 @@ class Input:
     dtype: str = "float32"
     domain: str = "logits"
     grad: bool = False  #: differentiable: gradient graphs and gradient parity cover it
+    #: labels: the number of classes, ids in ``[0, classes)`` (or the spec's ``ignore_index``): a dim
+    #: expression (``"C"``, ``"C + 1"``, ``"max(C, 2)"``) or a number
+    classes: str | int | None = None
+    #: labels: whole-valued float tensors are accepted too (binary 0/1 targets)
+    floats: bool = False
 
     def __post_init__(self) -> None:
         if self.domain not in DOMAINS:
             raise ValueError(f"unknown domain {self.domain!r} for input {self.name!r}")
+        if (self.domain == "labels") != (self.classes is not None):
+            raise ValueError(f"input {self.name!r}: labels, and only labels, declare their number of classes")
 
 
 @dataclass(frozen=True)
@@ -215,6 +232,8 @@ class Spec:
             "lossgraph.input_shapes": json.dumps({i.name: list(i.shape) for i in ins}),
             "lossgraph.outputs": json.dumps(list(self.output_names(p))),
             "lossgraph.min_dims": json.dumps(self.min_sizes(p)),
+            "lossgraph.labels": json.dumps({i.name: {"classes": str(i.classes), "ignore_index": p.get("ignore_index"),
+                                                     "floats": i.floats} for i in ins if i.domain == "labels"}),
         }
         derived = {s: s.expr for i in ins for s in i.shape if isinstance(s, Derived)}
         if derived:
