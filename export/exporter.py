@@ -26,9 +26,12 @@ from lossgraph import catalog
 from lossgraph._functional import tracing
 
 from .runner import METADATA_END
-from lossgraph._checks import InputError, InputTypeError
+from lossgraph._checks import InputError, InputTypeError, check_shapes
+from lossgraph._params import check_class_lists
 
 DEFAULT_OPSET = 18
+#: the newest opset the installed onnx defines (onnxruntime 1.31 loads up to 26; OnnxLoss says so)
+MAX_OPSET = onnx.defs.onnx_opset_version()
 
 
 class ValueAndGrad(nn.Module):
@@ -194,9 +197,12 @@ def to_onnx(
     params = loss.params
     ins = spec.input_specs(params)
     outs = spec.output_names(params)
-    opset = DEFAULT_OPSET if opset is None else int(opset)
-    if opset < DEFAULT_OPSET:
-        raise InputError(f"to_onnx: opset must be >= {DEFAULT_OPSET} (the dynamo exporter's output at lower opsets fails in onnxruntime); got {opset}")
+    opset = DEFAULT_OPSET if opset is None else opset
+    if isinstance(opset, bool) or not isinstance(opset, int) or not DEFAULT_OPSET <= opset <= MAX_OPSET:
+        raise InputError(
+            f"to_onnx: opset must be an integer in [{DEFAULT_OPSET}, {MAX_OPSET}] (below {DEFAULT_OPSET} the dynamo "
+            f"exporter's graphs fail in onnxruntime; {MAX_OPSET} is the newest this onnx knows); got {opset!r}"
+        )
 
     if isinstance(example_inputs, Mapping):
         missing = [i.name for i in ins if i.name not in example_inputs]
@@ -208,6 +214,8 @@ def to_onnx(
         if len(args) != len(ins):
             raise InputError(f"to_onnx: {name} takes {len(ins)} inputs ({', '.join(i.name for i in ins)}); got {len(args)}")
     args = tuple(_to_tensor(a) for a in args)
+    sizes = check_shapes(f"to_onnx: {name}", [(i.name, a, i.shape) for i, a in zip(ins, args)])
+    check_class_lists(f"to_onnx: {name}", params, sizes.get("C"))
 
     grad_index = [k for k, i in enumerate(ins) if i.grad]
     guarded = InputGuard(loss, ins, params.get("ignore_index"))
@@ -252,6 +260,9 @@ def to_onnx(
             verbose=False,
         )
     model = program.model_proto
+    written = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if written != opset:
+        raise InputError(f"to_onnx: the exporter wrote opset {written} where opset {opset} was asked; use {written}")
     _name_derived_dims(model, ins)
     onnx.helper.set_model_props(model, spec.metadata(params))
     model.producer_name = "lossgraph"

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from lossgraph._checks import InputError, InputTypeError, check_labels, check_unit_interval, dtype_kind, fmt_shape, to_numpy
+from lossgraph._params import check_class_lists
 from lossgraph.catalog import UNIT_DOMAINS, eval_dims
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -255,11 +256,7 @@ class OnnxLoss:
             elif domains.get(name) in UNIT_DOMAINS:
                 what = "probabilities in [0, 1]" if domains[name] == "probabilities" else "in [0, 1]"
                 check_unit_interval(loss, name, x, what, UNIT_DOMAINS[domains[name]])
-        params = self.params
-        for key in ("weight", "alpha"):
-            values = params.get(key)
-            if isinstance(values, list) and "C" in sizes and len(values) != sizes["C"]:
-                raise InputError(f"{loss}: {key} must have one value per class (C = {sizes['C']}); got {len(values)}")
+        check_class_lists(loss, self.params, sizes.get("C"))
 
     def _check_derived(self, loss: str, bound: Mapping[str, tuple[int, str]]) -> None:
         """Dims the graph derives from others (``lossgraph.derived_dims``, e.g. N = H0*W0 + ...) must agree."""

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Iterator
 import torch
 from torch import nn
 
+from ._params import check_params
 from ._checks import InputError, InputTypeError, check_choice, check_dtype, check_labels, check_shapes, check_unit_interval
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -98,6 +99,7 @@ class LossModule(nn.Module):
 
     def __init__(self, **params: Any) -> None:
         super().__init__()
+        check_params(self.name, params)
         self._params = params
 
     @property

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .._checks import InputError
+from .._params import check_params
 
 Shape = tuple  # symbolic: dimension names ("B"), fixed ints (4) or Derived dims (N = H0*W0 + ...)
 Dims = Mapping[str, int]
@@ -154,13 +155,19 @@ class Spec:
 
     # --- parameters -------------------------------------------------------------------------
     def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults overridden by ``params``; unknown names raise :class:`~lossgraph.InputError`."""
+        """Defaults overridden by ``params``, each checked against its rule (type and range).
+
+        Raises:
+            InputError: an unknown name or a value out of range; InputTypeError: a value of the wrong
+            type (``per_image="no"``), each naming the parameter.
+        """
         params = dict(params or {})
         unknown = sorted(set(params) - set(self.params))
         if unknown:
             raise InputError(
                 f"{self.name}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(self.params)) or 'none'}"
             )
+        check_params(self.name, params)
         return {**self.params, **params}
 
     def input_specs(self, params: Mapping[str, Any] | None = None) -> tuple[Input, ...]:
@@ -195,6 +202,21 @@ class Spec:
         for case in reversed(self.cases):
             dims.update(case.export_dims)
         return dims
+
+    def check_dims(self, dims: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict[str, int]:
+        """Sizes for :meth:`example_inputs`: ``dims`` over :attr:`export_dims`, each a known dimension
+        of the inputs, an integer >= 1 and >= its minimum size; one-line InputError otherwise."""
+        p = self.resolve(params)
+        known = sorted({s for i in self.input_specs(p) for s in i.shape if isinstance(s, str) and not isinstance(s, Derived)})
+        unknown = sorted(set(dims) - set(known))
+        if unknown:
+            raise InputError(f"{self.name}: unknown dimension(s) {', '.join(unknown)}; the inputs use {', '.join(known)}")
+        low = self.min_sizes(p)
+        for k, v in dims.items():
+            least = max(1, low.get(k, 1))
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise InputError(f"{self.name}: dimension {k} must be an integer >= {least}; got {v!r}")
+        return {**{k: v for k, v in self.export_dims.items() if k in known}, **dims}
 
     def example_inputs(
         self, dims: Dims | None = None, seed: int = 0, params: Mapping[str, Any] | None = None
