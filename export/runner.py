@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from lossgraph._checks import InputError, InputTypeError, check_labels, check_unit_interval, dtype_kind, fmt_shape, to_numpy
+from lossgraph._checks import InputError, InputTypeError, check_labels, check_not_empty, check_unit_interval, dtype_kind, fmt_shape, to_numpy
 from lossgraph._params import check_class_lists
 from lossgraph.catalog import UNIT_DOMAINS, eval_dims
 
@@ -226,6 +226,7 @@ class OnnxLoss:
                         )
                     bound.setdefault(s, (d, spec.name))
             arrays[spec.name] = x
+            check_not_empty(loss, spec.name, shape, sym, json.loads(self.metadata.get("lossgraph.empty_dims", "[]")))
         self._check_derived(loss, bound)
         low = json.loads(self.metadata.get("lossgraph.min_dims", "{}"))
         small = {s: bound[s] for s in low if s in bound and bound[s][0] < low[s]}

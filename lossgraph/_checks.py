@@ -28,12 +28,17 @@ def fmt_shape(shape: Iterable[Any]) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
-def check_shapes(fn: str, inputs: Sequence[tuple[str, Any, Sequence[Any] | None]]) -> dict[str, int]:
+def check_shapes(
+    fn: str, inputs: Sequence[tuple[str, Any, Sequence[Any] | None]], allow_empty: Sequence[str] = ()
+) -> dict[str, int]:
     """Check ranks and shared dimensions of named inputs; return the bound symbol sizes.
 
     ``inputs`` is ``[(name, array, symbolic_shape), ...]``. A symbolic shape holds dimension names
     (``"B"``) or fixed ints (``4``); ``None`` means "same shape as the first input". Symbols are bound
     by the first input that has them; a later mismatch names both inputs.
+
+    A dimension of size 0 is an error (:func:`empty_message`) unless its name is in ``allow_empty``
+    (box losses take N = 0 boxes); symbolic sizes (under ``torch.export``) are not compared.
 
     Raises:
         InputError: naming the input, the expected and the actual shape.
@@ -73,7 +78,18 @@ def check_shapes(fn: str, inputs: Sequence[tuple[str, Any, Sequence[Any] | None]
             if isinstance(s, str) and s not in bound:
                 bound[s] = d
                 owner[s] = (name, sym, shape)
+    for name, x, sym in inputs:
+        check_not_empty(fn, name, tuple(x.shape), inputs[0][2] if sym is None else sym, allow_empty)
     return bound
+
+
+def check_not_empty(fn: str, name: str, shape: Sequence[Any], sym: Sequence[Any] | None, allow_empty: Sequence[str] = ()) -> None:
+    """An input with a dimension of size 0: ``fcos: reg_targets is empty: shape (2, 0, 4); N must be >= 1``."""
+    for k, d in enumerate(shape):
+        if type(d) is int and d == 0:  # a plain 0; symbolic sizes are left alone
+            dim = str(sym[k]) if sym is not None and k < len(sym) else f"dimension {k}"
+            if dim not in allow_empty:
+                raise InputError(f"{fn}: {name} is empty: shape {fmt_shape(shape)}; {dim} must be >= 1")
 
 
 def check_min_size(fn: str, name: str, x: Any, dims: Sequence[int], minimum: int, why: str) -> None:

@@ -53,11 +53,14 @@ def reduce(loss: torch.Tensor, reduction: str, fn: str) -> torch.Tensor:
     """Apply ``reduction`` ('none' | 'mean' | 'sum') the torchvision way.
 
     The sum accumulates in float64 (result in the loss's dtype): onnxruntime's float32 ReduceMean
-    drifts by about 1e-3 relative over 10M elements, torch's pairwise sum does not.
+    drifts by about 1e-3 relative over 10M elements, torch's pairwise sum does not. The mean of no
+    elements (box losses with N = 0) is 0, as in torchvision.
     """
     check_choice(fn, "reduction", reduction, REDUCTIONS)
     if reduction == "mean":
-        return loss.to(torch.float64).mean().to(loss.dtype)
+        # a tensor clamp, not sym_max: the exporter assumes sizes >= 2 and would fold sym_max away
+        count = torch.scalar_tensor(loss.numel(), dtype=torch.float64, device=loss.device).clamp(min=1)
+        return (loss.to(torch.float64).sum() / count).to(loss.dtype)
     if reduction == "sum":
         return wide_sum(loss)
     return loss

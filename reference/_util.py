@@ -47,8 +47,8 @@ def check_labels(fn: str, name: str, labels: np.ndarray, num_classes: int, ignor
 
 def reduce(loss: np.ndarray, reduction: str, fn: str) -> tuple[Any, float]:
     """Reduce like torch (``'none' | 'mean' | 'sum'``); also return d(value)/d(element) for the grad."""
-    if reduction == "mean":
-        return float(loss.mean()), 1.0 / max(loss.size, 1)
+    if reduction == "mean":  # the mean of no elements is 0 (torchvision's box losses)
+        return float(loss.sum()) / max(loss.size, 1), 1.0 / max(loss.size, 1)
     if reduction == "sum":
         return float(loss.sum()), 1.0
     if reduction == "none":

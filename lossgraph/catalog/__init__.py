@@ -152,6 +152,9 @@ class Spec:
     grad_rtol: float = 1e-4
     note: str = ""
     description: str = field(default="")
+    #: dims that may be 0 (box losses: N = 0 boxes give 0, or an empty array); any other empty input is
+    #: an InputError in torch, the reference and the runner
+    empty_dims: Sequence[str] = ()
 
     # --- parameters -------------------------------------------------------------------------
     def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -254,6 +257,7 @@ class Spec:
             "lossgraph.input_shapes": json.dumps({i.name: list(i.shape) for i in ins}),
             "lossgraph.outputs": json.dumps(list(self.output_names(p))),
             "lossgraph.min_dims": json.dumps(self.min_sizes(p)),
+            "lossgraph.empty_dims": json.dumps(list(self.empty_dims)),
             "lossgraph.labels": json.dumps({i.name: {"classes": str(i.classes), "ignore_index": p.get("ignore_index"),
                                                      "floats": i.floats} for i in ins if i.domain == "labels"}),
         }
