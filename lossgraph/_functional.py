@@ -44,8 +44,9 @@ def is_tracing() -> bool:
 
 
 def safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """``num / den`` where ``den > 0``, else 0 — no NaN in the value or the gradient."""
-    ok = den > 0
+    """``num / den`` where ``den != 0``, else 0 — no NaN from an empty region in the value or the
+    gradient; a NaN denominator (from a NaN prediction) stays NaN."""
+    ok = den != 0
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
 
 

@@ -124,6 +124,8 @@ def bce_sum(x, labels, valid, scale, want_grad):
 
 def ce_dice(logits, labels, smooth: float = 1.0, ignore_index: int | None = 255, weight=None, grad: bool = False):
     """``cross_entropy(ignore_index, weight) + dice(smooth, ignore_index)``."""
+    _, _, _, c = segmentation_inputs("ce_dice", "logits", logits, labels, ignore_index)  # errors name ce_dice
+    class_table("ce_dice", "weight", weight, c)
     if not grad:
         return cross_entropy(logits, labels, ignore_index, weight) + dice(logits, labels, smooth, ignore_index)
     v1, g1 = cross_entropy(logits, labels, ignore_index, weight, grad=True)
