@@ -1,0 +1,90 @@
+"""Dry run of benchmarks/cuda/gpu_run.py on the CPU: every step of the GPU run but the GPU.
+
+prepare (graphs, the wheel split into parts) -> receive each part -> device --provider cpu (join and
+sha256-check the parts, then environment, placement, parity, bench forward and --grad). The
+onnxruntime-gpu wheel itself is not downloaded here: a stand-in file goes through the same split,
+receive and join, and ``--no-install`` keeps the onnxruntime already installed (the cp312 wheel does
+not install into this Python). One catalog entry, to keep CI short (about a minute on 2 busy
+cores); the GPU run takes them all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lossgraph import catalog
+from lossgraph.testing import case_key
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "benchmarks", "cuda", "gpu_run.py")
+sys.path.insert(0, os.path.dirname(SCRIPT))
+import gpu_run  # noqa: E402
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    return r
+
+
+@pytest.mark.parametrize("name", ["binary_xloss"])  # one entry: the GPU run takes them all
+def test_gpu_run_dry_run_on_cpu(name, graphs, tmp_path):
+    spec = catalog.get(name)
+    # the graphs the run opens, from the session cache (no export of its own)
+    os.makedirs(tmp_path / "run" / "graphs")
+    for n, params, dims, grad in gpu_run.graph_keys([name]):
+        path = graphs.get(spec, params, dims, grad)
+        shutil.copy(path, tmp_path / "run" / "graphs" / os.path.basename(path))
+    wheel = tmp_path / "fake_wheel-0-py3-none-any.whl"
+    payload = np.random.default_rng(0).bytes(int(2.5 * 2**20))
+    wheel.write_bytes(payload)
+
+    out = _run("prepare", "--dir", str(tmp_path / "run"), "--names", name, "--wheel", str(wheel), "--part-mib", "1").stdout
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert len(manifest["parts"]) == 3 and manifest["graphs"] == len({case_key(spec, p, d, g) for _, p, d, g in gpu_run.graph_keys([name])})
+    assert "device calls" in out and out.count("receive") == 3  # two receive calls and --receive on the last
+    stage = tmp_path / "stage"
+    for part in manifest["parts"][:-1]:
+        _run("receive", str(tmp_path / "run" / part), "--stage", str(stage))
+    r = _run("device", "--dir", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--provider", "cpu", "--no-install",
+             "--stage", str(stage), "--receive", str(tmp_path / "run" / manifest["parts"][-1]), "--repeat", "1",
+             "--bench-shape", "B=2,H=64,W=64")
+    assert (stage / wheel.name).read_bytes() == payload  # joined and checked
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results) == {"environment", "kernel registry", "placement", "parity", "bench", "bench --grad"}
+    assert all("error" not in v for v in results.values() if isinstance(v, dict)), r.stdout[-4000:]
+    # placement: every graph ran, every node on the asked provider
+    assert results["placement"] and all(p["nodes"] > 0 and p["elsewhere"] == 0 for p in results["placement"].values())
+    # parity: every case at every run shape, all comparisons made and passing
+    rows = results["parity"]
+    assert len(rows) == sum(len(c.run_dims) for c in spec.cases) and all(r["ok"] for r in rows)
+    assert all({"torch~ref", "onnx~torch", "onnx grad~ref"} <= set(r["errors"]) for r in rows)
+    # bench: the CLI ran torch and onnx for the entry, forward and --grad, and wrote its results
+    for folder in ("bench", "bench-grad"):
+        saved = json.loads((tmp_path / "out" / folder / "results.json").read_text())
+        timings = saved["results"][0]["timings"] if "results" in saved else saved[0]["timings"]
+        assert {"torch", "onnx"} <= set(timings) and all(timings[k]["median_s"] > 0 for k in ("torch", "onnx"))
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## parity" in report and "PASS" in report and "onnx/torch" in report
+
+
+def test_join_refuses_a_missing_or_changed_part(tmp_path):
+    src = tmp_path / "w.whl"
+    src.write_bytes(b"x" * 3000 + b"y" * 3000)
+    parts = gpu_run.split(str(src), str(tmp_path / "parts"), part_mib=1)
+    manifest = {"wheel": "w.whl", "sha256": gpu_run.sha256(str(src)), "parts": [os.path.relpath(p, tmp_path) for p in parts]}
+    with pytest.raises(RuntimeError, match="not received"):
+        gpu_run.join(manifest, str(tmp_path / "stage"))
+    for p in parts:
+        gpu_run.receive(p, str(tmp_path / "stage"))
+    assert open(gpu_run.join(manifest, str(tmp_path / "stage")), "rb").read() == src.read_bytes()
+    (tmp_path / "stage" / "part-00").write_bytes(b"z" * 6000)
+    with pytest.raises(RuntimeError, match="sha256"):
+        gpu_run.join(manifest, str(tmp_path / "stage"))
