@@ -33,8 +33,9 @@ import collections
 import functools
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 TABLE = os.path.join(os.path.dirname(__file__), "cuda_kernels.json")
 PROVIDER = "CUDAExecutionProvider"
@@ -292,8 +293,8 @@ def audit_file(path: str, table: KernelTable | None = None) -> Audit:
 def format_audit(audit: Audit, table: KernelTable | None = None) -> str:
     """Fallback nodes grouped by ``op(types)`` with the reason, then the counts."""
     table = table or kernel_table()
-    lines = [f"CUDA audit against onnxruntime {table.version} {PROVIDER} kernels ({len(audit.nodes)} nodes, "
-             f"{len(audit.ops)} op types)"]
+    head = f"CUDA audit against onnxruntime {table.version} {PROVIDER} kernels"
+    lines = [f"{head} ({len(audit.nodes)} nodes, {len(audit.ops)} op types)"]
     groups: dict[tuple[str, str | None], list[NodeCheck]] = collections.defaultdict(list)
     for n in audit.fallbacks:
         groups[(n.key(), n.reason)].append(n)

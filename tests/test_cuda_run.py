@@ -25,11 +25,11 @@ from lossgraph.testing import case_key
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "cuda", "gpu_run.py")
 sys.path.insert(0, os.path.dirname(SCRIPT))
-import gpu_run  # noqa: E402
+import gpu_run
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([sys.executable, SCRIPT, *args], check=False, capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     return r
 
@@ -84,7 +84,8 @@ def test_join_refuses_a_missing_or_changed_part(tmp_path):
         gpu_run.join(manifest, str(tmp_path / "stage"))
     for p in parts:
         gpu_run.receive(p, str(tmp_path / "stage"))
-    assert open(gpu_run.join(manifest, str(tmp_path / "stage")), "rb").read() == src.read_bytes()
+    with open(gpu_run.join(manifest, str(tmp_path / "stage")), "rb") as f:
+        assert f.read() == src.read_bytes()
     (tmp_path / "stage" / "part-00").write_bytes(b"z" * 6000)
     with pytest.raises(RuntimeError, match="sha256"):
         gpu_run.join(manifest, str(tmp_path / "stage"))

@@ -36,7 +36,8 @@ import sys
 import tempfile
 import time
 import traceback
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -190,7 +191,7 @@ class Report:
         print(f"== {title} ({self.left():.0f} s left)", flush=True)
         try:
             text, data = fn()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a failed step is reported, the next one runs
             text, data = f"FAILED: {type(e).__name__}: {e}\n\n```\n{traceback.format_exc()[-3000:]}\n```", {"error": str(e)}
         seconds = time.perf_counter() - t0
         print(text if len(text) < 20000 else text[:20000] + "\n...", flush=True)
@@ -241,7 +242,7 @@ def step_kernels(provider: str) -> tuple[str, Any]:
     from lossgraph.export.cuda_audit import TABLE
 
     r = subprocess.run([sys.executable, os.path.join(HERE, "kernel_table.py"), "--compare", TABLE],
-                       capture_output=True, text=True)
+                       check=False, capture_output=True, text=True)
     return f"```\n{r.stdout}{r.stderr[-2000:]}```\nidentical: {r.returncode == 0}", {"identical": r.returncode == 0, "out": r.stdout}
 
 
@@ -249,9 +250,9 @@ def placement(path: str, provider: str) -> dict[str, Any]:
     """Run ``path`` once in a profiled session; which provider ran each node, and onnxruntime's log lines
     about CPU placement."""
     import onnxruntime as ort
+    from lossgraph.export import OnnxLoss
 
     from lossgraph import catalog
-    from lossgraph.export import OnnxLoss
 
     run = OnnxLoss(path, providers="cpu")  # metadata and the inputs the graph takes
     spec = catalog.get(run.loss_name)
@@ -287,7 +288,7 @@ def step_placement(paths: Sequence[str], provider: str) -> tuple[str, Any]:
         key = os.path.basename(path)[: -len(".onnx")]
         try:
             r = placement(path, provider)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - reported in the table
             r = {"error": f"{type(e).__name__}: {e}"}
         r["audit_fallbacks"] = len(audit_file(path).fallbacks)
         rows[key] = r
@@ -312,7 +313,7 @@ def step_parity(names: Sequence[str], cache: Any, provider: str, report: Report)
         for case in spec.cases:
             try:
                 rows += testing.check_case(spec, case, cache, providers=provider, device=device)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - a FAIL row, the next case runs
                 row = testing.Row(name, dict(case.params), {}, dict(case.export_dims), ok=False)
                 row.failures.append(f"{type(e).__name__}: {str(e)[:300]}")
                 rows.append(row)
@@ -329,7 +330,7 @@ def step_bench(names: Sequence[str], graphs: str, provider: str, grad: bool, out
     cmd = [sys.executable, "-m", "lossgraph.cli", "bench", *names, "--provider", provider, "--backends", "torch,onnx",
            "--graphs", graphs, "--repeat", str(repeat), "--out", folder] + (["--grad"] if grad else [])
     cmd += ["--shape", shape] if shape else []
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if r.returncode:
         raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr[-3000:]}")
     table = r.stdout[r.stdout.find("| "):] if "| " in r.stdout else r.stdout
@@ -355,7 +356,7 @@ def device(args: argparse.Namespace) -> int:
         libs = nvidia_lib_dirs()
         env["LD_LIBRARY_PATH"] = os.pathsep.join([*libs, env.get("LD_LIBRARY_PATH", "")])
         argv = [a for a in sys.argv[1:] if a != "--receive" and a != args.receive]
-        return subprocess.run([sys.executable, os.path.abspath(__file__), *argv], env=env).returncode
+        return subprocess.run([sys.executable, os.path.abspath(__file__), *argv], env=env, check=False).returncode
 
     from lossgraph.testing import GraphCache
 
@@ -374,7 +375,7 @@ def device(args: argparse.Namespace) -> int:
     for grad in (False, True):
         if report.left() > 0:
             report.step(f"bench{' --grad' if grad else ''}",
-                        lambda: step_bench(names, graphs, args.provider, grad, args.out, args.repeat, args.bench_shape))
+                        lambda g=grad: step_bench(names, graphs, args.provider, g, args.out, args.repeat, args.bench_shape))
     ok = all("error" not in v for v in report.data.values() if isinstance(v, dict))
     print(f"wrote {args.out}/report.md, results.json; {time.perf_counter() - report.t0:.0f} s; {'ok' if ok else 'with failures'}")
     return 0 if ok else 1

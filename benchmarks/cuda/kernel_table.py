@@ -64,7 +64,6 @@ def build_stubs(folder: str) -> None:
 
 def live_table() -> tuple[str, list]:
     import onnxruntime
-
     from lossgraph.export.cuda_audit import registered_kernels
 
     return onnxruntime.__version__, registered_kernels()
