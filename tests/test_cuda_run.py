@@ -46,7 +46,8 @@ def test_gpu_run_dry_run_on_cpu(name, graphs, tmp_path):
     payload = np.random.default_rng(0).bytes(int(2.5 * 2**20))
     wheel.write_bytes(payload)
 
-    out = _run("prepare", "--dir", str(tmp_path / "run"), "--names", name, "--wheel", str(wheel), "--part-mib", "1").stdout
+    out = _run("prepare", "--dir", str(tmp_path / "run"), "--names", name, "--wheel", str(wheel), "--part-mib", "1",
+               "--reuse").stdout
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert len(manifest["parts"]) == 3 and manifest["graphs"] == len({case_key(spec, p, d, g) for _, p, d, g in gpu_run.graph_keys([name])})
     assert "device calls" in out and out.count("receive") == 3  # two receive calls and --receive on the last

@@ -106,7 +106,10 @@ def prepare(args: argparse.Namespace) -> int:
 
     names = args.names or catalog.names()
     t0 = time.perf_counter()
-    graphs = export_graphs(names, os.path.join(args.dir, "graphs"))
+    folder = os.path.join(args.dir, "graphs")
+    if not args.reuse and os.path.isdir(folder):
+        shutil.rmtree(folder)  # graphs of older code must not travel
+    graphs = export_graphs(names, folder)
     size = sum(os.path.getsize(p) for p in graphs)
     print(f"prepare: {len(graphs)} graphs in {args.dir}/graphs ({size / 2**20:.1f} MiB, {time.perf_counter() - t0:.0f} s)")
     manifest: dict[str, Any] = {"names": list(names), "graphs": len(graphs), "lossgraph": lossgraph.__version__,
@@ -156,10 +159,9 @@ def join(manifest: dict[str, Any], stage: str = STAGE) -> str:
 
 def install(wheel: str, target: str) -> None:
     """``pip install --target`` of the joined wheel, offline (its dependencies are on the machine)."""
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                    "--target", target, wheel], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-build-isolation",
-                    "--target", target, ROOT], check=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--upgrade", "--target", target]
+    subprocess.run([*pip, "--no-compile", wheel], check=True)
+    subprocess.run([*pip, "--no-build-isolation", ROOT], check=True)
 
 
 def nvidia_lib_dirs() -> list[str]:
@@ -231,9 +233,32 @@ def step_environment(provider: str) -> tuple[str, Any]:
     env = {"python": platform.python_version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda, "gpu": gpu,
            "onnxruntime": ort.__version__, "onnxruntime_file": ort.__file__, "providers": ort.get_available_providers(),
            "lossgraph": lossgraph.__version__, "cpus": os.cpu_count(), "provider": provider}
-    if provider == "cuda" and ("CUDAExecutionProvider" not in env["providers"] or gpu is None):
-        raise RuntimeError(f"no CUDA here: {env}")
+    if provider == "cuda":
+        if "CUDAExecutionProvider" not in env["providers"] or gpu is None:
+            raise RuntimeError(f"no CUDA here: {env}")
+        env["cuda_session"] = cuda_session_check()
     return "\n".join(f"- {k}: {v}" for k, v in env.items()), env
+
+
+def cuda_session_check() -> str:
+    """A one-node graph in a CUDA session: onnxruntime falls back to the CPU, with only a log line,
+    when the provider library cannot load (missing cuDNN, cuBLAS, ...); that must stop the run."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "add", [x],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    onnx.checker.check_model(model)
+    with captured_stderr() as log:
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+        y = sess.run(None, {"x": np.array([1.0, 2.0], dtype=np.float32)})[0]
+    if sess.get_providers()[0] != "CUDAExecutionProvider" or y.tolist() != [2.0, 4.0]:
+        raise RuntimeError(f"the CUDA provider did not load: {sess.get_providers()}; " + " | ".join(log[-5:]))
+    return "ok (Add on CUDAExecutionProvider)"
 
 
 def step_kernels(provider: str) -> tuple[str, Any]:
@@ -389,6 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--dir", default=os.path.join(ROOT, ".cudarun"))
     s.add_argument("--part-mib", type=int, default=PART_MIB)
     s.add_argument("--names", nargs="*", help="catalog entries (default: all)")
+    s.add_argument("--reuse", action="store_true", help="keep the graphs already in DIR/graphs (same code only)")
     s = sub.add_parser("receive", help="device: keep one wheel part in /tmp/cudarun")
     s.add_argument("part")
     s.add_argument("--stage", default=STAGE)
