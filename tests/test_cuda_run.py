@@ -2,19 +2,23 @@
 
 prepare (graphs, the wheel split into parts) -> receive each part -> device --provider cpu (join and
 sha256-check the parts, then environment, placement, parity, bench forward and --grad). The
-onnxruntime-gpu wheel itself is not downloaded here: a stand-in file goes through the same split,
-receive and join, and ``--no-install`` keeps the onnxruntime already installed (the cp312 wheel does
+onnxruntime-gpu wheel itself is not downloaded here: a small stand-in wheel goes through the same
+split, receive, join, sha256 check and ``pip install --target`` (with lossgraph itself), and the
+checks then run on that installed lossgraph with the onnxruntime already here (the cp312 wheel does
 not install into this Python). One catalog entry, to keep CI short (about a minute on 2 busy
 cores); the GPU run takes them all.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -42,9 +46,8 @@ def test_gpu_run_dry_run_on_cpu(name, graphs, tmp_path):
     for n, params, dims, grad in gpu_run.graph_keys([name]):
         path = graphs.get(spec, params, dims, grad)
         shutil.copy(path, tmp_path / "run" / "graphs" / os.path.basename(path))
-    wheel = tmp_path / "fake_wheel-0-py3-none-any.whl"
-    payload = np.random.default_rng(0).bytes(int(2.5 * 2**20))
-    wheel.write_bytes(payload)
+    wheel = stand_in_wheel(tmp_path)
+    payload = wheel.read_bytes()
 
     out = _run("prepare", "--dir", str(tmp_path / "run"), "--names", name, "--wheel", str(wheel), "--part-mib", "1",
                "--reuse").stdout
@@ -54,11 +57,15 @@ def test_gpu_run_dry_run_on_cpu(name, graphs, tmp_path):
     stage = tmp_path / "stage"
     for part in manifest["parts"][:-1]:
         _run("receive", str(tmp_path / "run" / part), "--stage", str(stage))
-    r = _run("device", "--dir", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--provider", "cpu", "--no-install",
+    r = _run("device", "--dir", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--provider", "cpu",
              "--stage", str(stage), "--receive", str(tmp_path / "run" / manifest["parts"][-1]), "--repeat", "1",
              "--bench-shape", "B=2,H=64,W=64")
     assert (stage / wheel.name).read_bytes() == payload  # joined and checked
+    # installed with pip --target, and the run used that copy of lossgraph (its kernel table included)
+    assert (stage / "site" / "stand_in_ort" / "__init__.py").is_file()
     results = json.loads((tmp_path / "out" / "results.json").read_text())
+    installed = results["environment"]["lossgraph_file"]
+    assert installed.startswith(str(stage / "site")) and (stage / "site" / "lossgraph" / "export" / "cuda_kernels.json").is_file()
     assert set(results) == {"environment", "kernel registry", "placement", "parity", "bench", "bench --grad"}
     assert all("error" not in v for v in results.values() if isinstance(v, dict)), r.stdout[-4000:]
     # placement: every graph ran, every node on the asked provider
@@ -74,6 +81,22 @@ def test_gpu_run_dry_run_on_cpu(name, graphs, tmp_path):
         assert {"torch", "onnx"} <= set(timings) and all(timings[k]["median_s"] > 0 for k in ("torch", "onnx"))
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## parity" in report and "PASS" in report and "onnx/torch" in report
+
+
+def stand_in_wheel(folder) -> os.PathLike:
+    """A real, installable wheel of 2.5 MiB (a package and a stored random blob) standing in for
+    onnxruntime-gpu: it goes through split, receive, join, sha256 and ``pip install --target``."""
+    path = folder / "stand_in_ort-0.0.0-py3-none-any.whl"
+    files = {"stand_in_ort/__init__.py": b"", "stand_in_ort/blob.bin": np.random.default_rng(0).bytes(int(2.5 * 2**20)),
+             "stand_in_ort-0.0.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: stand-in-ort\nVersion: 0.0.0\n",
+             "stand_in_ort-0.0.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{k},sha256={base64.urlsafe_b64encode(hashlib.sha256(v).digest()).rstrip(b'=').decode()},{len(v)}\n"
+                     for k, v in files.items())
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for k, v in files.items():
+            z.writestr(k, v)
+        z.writestr("stand_in_ort-0.0.0.dist-info/RECORD", record + "stand_in_ort-0.0.0.dist-info/RECORD,,\n")
+    return path
 
 
 def test_join_refuses_a_missing_or_changed_part(tmp_path):

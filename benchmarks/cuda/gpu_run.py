@@ -232,7 +232,7 @@ def step_environment(provider: str) -> tuple[str, Any]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     env = {"python": platform.python_version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda, "gpu": gpu,
            "onnxruntime": ort.__version__, "onnxruntime_file": ort.__file__, "providers": ort.get_available_providers(),
-           "lossgraph": lossgraph.__version__, "cpus": os.cpu_count(), "provider": provider}
+           "lossgraph": lossgraph.__version__, "lossgraph_file": lossgraph.__file__, "cpus": os.cpu_count(), "provider": provider}
     if provider == "cuda":
         if "CUDAExecutionProvider" not in env["providers"] or gpu is None:
             raise RuntimeError(f"no CUDA here: {env}")
@@ -355,7 +355,8 @@ def step_bench(names: Sequence[str], graphs: str, provider: str, grad: bool, out
     cmd = [sys.executable, "-m", "lossgraph.cli", "bench", *names, "--provider", provider, "--backends", "torch,onnx",
            "--graphs", graphs, "--repeat", str(repeat), "--out", folder] + (["--grad"] if grad else [])
     cmd += ["--shape", shape] if shape else []
-    r = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    # run outside the source tree: from its root, `-m` would import the uninstalled lossgraph/ folder
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=out)
     if r.returncode:
         raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr[-3000:]}")
     table = r.stdout[r.stdout.find("| "):] if "| " in r.stdout else r.stdout
@@ -363,6 +364,7 @@ def step_bench(names: Sequence[str], graphs: str, provider: str, grad: bool, out
 
 
 def device(args: argparse.Namespace) -> int:
+    args.dir, args.out, args.stage = map(os.path.abspath, (args.dir, args.out, args.stage))
     manifest_path = os.path.join(args.dir, "manifest.json")
     with open(manifest_path) as f:
         manifest = json.load(f)
