@@ -76,6 +76,24 @@ def export_graphs(names: Sequence[str], directory: str) -> list[str]:
     return paths
 
 
+def graph_paths(names: Sequence[str], directory: str) -> list[str]:
+    """The files :func:`export_graphs` wrote for ``names``; raise if one is missing (the device must not export)."""
+    from lossgraph import catalog
+    from lossgraph.testing import case_key
+
+    paths = []
+    for name, params, dims, grad in graph_keys(names):
+        spec = catalog.get(name)
+        path = os.path.join(directory, case_key(spec, params, dims, grad and bool(spec.grad_inputs(params))) + ".onnx")
+        if path not in paths:
+            paths.append(path)
+    missing = [os.path.basename(p) for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise RuntimeError(f"graphs not carried (run prepare again): {', '.join(missing[:10])}"
+                           + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+    return paths
+
+
 def sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -395,12 +413,12 @@ def device(args: argparse.Namespace) -> int:
         return 1
     graphs = os.path.join(args.dir, "graphs")
     cache = GraphCache(graphs, reuse=True)
-    paths = export_graphs(names, graphs)  # all present after prepare: nothing is exported here
+    paths = graph_paths(names, graphs)  # all present after prepare: nothing is exported here
     report.step("kernel registry", lambda: step_kernels(args.provider))
     report.step("placement", lambda: step_placement(paths, args.provider))
     report.step("parity", lambda: step_parity(names, cache, args.provider, report))
     for grad in (False, True):
-        if report.left() > 0:
+        if report.left() > 0 and not args.no_bench:
             report.step(f"bench{' --grad' if grad else ''}",
                         lambda g=grad: step_bench(names, graphs, args.provider, g, args.out, args.repeat, args.bench_shape))
     ok = all("error" not in v for v in report.data.values() if isinstance(v, dict))
@@ -430,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--no-install", action="store_true", help="use the onnxruntime already importable")
     s.add_argument("--budget-s", type=float, default=420.0, help="later steps are skipped past this many seconds")
     s.add_argument("--repeat", type=int, default=5, help="bench: timed rounds")
+    s.add_argument("--no-bench", action="store_true", help="skip the bench steps")
     s.add_argument("--bench-shape", help="bench: sizes instead of each entry's bench_dims (the dry run's small ones)")
     args = p.parse_args(argv)
     if args.command == "prepare":
