@@ -173,13 +173,16 @@ def _elem_name(elem_type: int) -> str:
 
 def _formal_args(formals: Any, actual: Iterable[str]) -> list[tuple[Any, str]]:
     """Pair each present actual argument with its formal parameter; a variadic last formal takes the rest."""
+    from onnx.defs import OpSchema
+
+    VARIADIC = OpSchema.FormalParameterOption.Variadic
     pairs = []
     names = list(actual)
     for i, a in enumerate(names):
         if not formals:
             break
         formal = formals[min(i, len(formals) - 1)]
-        if i >= len(formals) and formal.option != formal.option.Variadic:
+        if i >= len(formals) and formal.option != VARIADIC:
             break
         pairs.append((formal, a))
     return pairs

@@ -69,6 +69,15 @@ def test_type_constraint_mapped_to_its_inputs():
     assert node.inputs == ["tensor(int32)", "tensor(int32)"]  # the Constant's type is known too
 
 
+def test_variadic_input_checked_on_its_first_argument():
+    # Concat 13+ on CUDA: T has no string (the CPU kernel has)
+    ok = one_node("Concat", [("a", TensorProto.FLOAT), ("b", TensorProto.FLOAT), ("c", TensorProto.FLOAT)], TensorProto.FLOAT,
+                  attrs={"axis": 0})
+    bad = one_node("Concat", [("a", TensorProto.STRING), ("b", TensorProto.STRING)], TensorProto.STRING, attrs={"axis": 0})
+    assert only_node(ok).on_cuda
+    assert only_node(bad).reason.startswith("type: T = string")
+
+
 def test_constraint_named_after_a_formal_input():
     # GatherND's kernel constrains "indices" (a formal input name), not a type string
     m = one_node("GatherND", [("x", TensorProto.DOUBLE), ("i", TensorProto.INT64)], TensorProto.DOUBLE)
