@@ -14,7 +14,8 @@ then, in one process:
 3. placement: every graph in a profiled session; the provider that ran each node, beside the offline
    audit (``lossgraph inspect --cuda``);
 4. parity: every catalog case at its run shapes, torch on the GPU and the graphs on the CUDA provider,
-   against the float64 reference (the table of ``lossgraph check``);
+   against the float64 reference (the table of ``lossgraph check``); the reference's Numba kernels
+   are compiled beforehand in parallel processes, while steps 1-3 run;
 5. bench: ``lossgraph bench --provider cuda --backends torch,onnx`` over the catalog, forward and
    ``--grad`` (ratios onnx/torch), on the carried graphs.
 
@@ -346,6 +347,39 @@ def step_placement(paths: Sequence[str], provider: str) -> tuple[str, Any]:
     return "\n".join(lines), rows
 
 
+def warm_reference(name: str) -> float:
+    """Compile (or load) the Numba kernels of ``name``'s reference on tiny inputs; seconds taken."""
+    from lossgraph import catalog, testing
+
+    t0 = time.perf_counter()
+    spec = catalog.get(name)
+    for case in spec.cases:
+        params = spec.resolve(case.params)
+        testing.reference_eval(spec, spec.example_inputs(case.export_dims, seed=0, params=params), params)
+    return time.perf_counter() - t0
+
+
+def start_warmup(names: Sequence[str]) -> Any:
+    """Numba compiles each reference once (cache=True writes it beside the installed sources): done in
+    parallel worker processes while the GPU steps run, the parity step then loads the kernels from disk."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=max(1, min(len(names), (os.cpu_count() or 2) - 1)),
+                               mp_context=multiprocessing.get_context("spawn"))
+    return pool, {n: pool.submit(warm_reference, n) for n in names}
+
+
+def finish_warmup(warmup: Any) -> tuple[str, Any]:
+    pool, futures = warmup
+    t0 = time.perf_counter()
+    seconds = {n: f.result() for n, f in futures.items()}
+    pool.shutdown()
+    slow = sorted(seconds.items(), key=lambda kv: -kv[1])[:5]
+    return (f"waited {time.perf_counter() - t0:.0f} s more; slowest: " + ", ".join(f"{n} {t:.0f} s" for n, t in slow),
+            seconds)
+
+
 def step_parity(names: Sequence[str], cache: Any, provider: str, report: Report) -> tuple[str, Any]:
     from lossgraph import catalog, testing
 
@@ -406,6 +440,7 @@ def device(args: argparse.Namespace) -> int:
     from lossgraph.testing import GraphCache
 
     names = args.names or manifest["names"]
+    warmup = start_warmup(names)  # before torch touches CUDA: the workers are fresh processes anyway
     report = Report(args.out, args.budget_s)
     report.md += [f"# lossgraph on onnxruntime {args.provider}: {len(names)} catalog entries", ""]
     env = report.step("environment", lambda: step_environment(args.provider))
@@ -416,6 +451,7 @@ def device(args: argparse.Namespace) -> int:
     paths = graph_paths(names, graphs)  # all present after prepare: nothing is exported here
     report.step("kernel registry", lambda: step_kernels(args.provider))
     report.step("placement", lambda: step_placement(paths, args.provider))
+    report.step("reference JIT", lambda: finish_warmup(warmup))
     report.step("parity", lambda: step_parity(names, cache, args.provider, report))
     for grad in (False, True):
         if report.left() > 0 and not args.no_bench:
