@@ -230,6 +230,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     backends = args.backends.split(",") if args.backends else bench.BACKENDS
     kwargs = dict(provider=args.provider, repeat=args.repeat, threads=args.threads, grad=args.grad, backends=backends,
                   malloc=args.malloc)
+    if args.graphs:
+        from .testing import GraphCache
+
+        kwargs["graphs"] = GraphCache(args.graphs, reuse=True)
     results = bench.bench(
         names, parse_dims(args.shape), parse_params(args.param), progress=lambda r: print(bench.summary(r), flush=True), **kwargs
     )
@@ -274,6 +278,8 @@ def describe_model(path: str) -> dict[str, Any]:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     info = describe_model(args.model)
+    if args.cuda:
+        return _inspect_cuda(args)
     if args.json:
         print(json.dumps(info))
         return 0
@@ -287,6 +293,22 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  {k}: {v}")
     print("ops: " + ", ".join(f"{k}×{n}" for k, n in info["ops"].items()))
     return 0
+
+
+def _inspect_cuda(args: argparse.Namespace) -> int:
+    """``inspect --cuda``: the nodes onnxruntime's CUDA provider has no kernel for (exit 1 if any)."""
+    from lossgraph.export.cuda_audit import audit_file, format_audit, kernel_table
+
+    table = kernel_table(args.kernels) if args.kernels else kernel_table()
+    audit = audit_file(args.model, table)
+    if args.json:
+        fallbacks = [{"name": n.name, "op": n.op, "domain": n.domain or "ai.onnx", "since": n.since, "inputs": n.inputs,
+                      "outputs": n.outputs, "reason": n.reason} for n in audit.fallbacks]
+        print(json.dumps({"model": args.model, "onnxruntime": table.version, "nodes": len(audit.nodes),
+                          "op_types": len(audit.ops), "fallbacks": fallbacks}))
+    else:
+        print(f"{args.model}: {format_audit(audit, table)}")
+    return 1 if audit.fallbacks else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -343,11 +365,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--malloc", default="default", choices=["default", "reuse"],
                    help="reuse: keep freed memory for reuse (glibc), as tcmalloc/jemalloc do (default: as it comes)")
     s.add_argument("--out", default="results/bench", help="folder for results.md/.json/.png ('' to skip)")
+    s.add_argument("--graphs", metavar="DIR", help="take the graphs already exported in DIR (lossgraph.testing.GraphCache "
+                   "names), export the missing ones there")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("inspect", help="show an ONNX graph's inputs, outputs, opset, metadata, ops")
     s.add_argument("model")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--cuda", action="store_true",
+                   help="list the nodes onnxruntime's CUDA provider has no kernel for (they would run on the CPU); "
+                        "exit 1 if any")
+    s.add_argument("--kernels", metavar="TABLE", help="with --cuda: a kernel table other than the vendored one "
+                   "(benchmarks/cuda/kernel_table.py writes them)")
     s.set_defaults(func=cmd_inspect)
     return p
 

@@ -83,13 +83,15 @@ def grad_tolerance(spec: Spec, grads: Mapping[str, np.ndarray]) -> float:
 
 
 def torch_eval(
-    spec: Spec, module: Any, inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], grad: bool = True
+    spec: Spec, module: Any, inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], grad: bool = True,
+    device: str = "cpu",
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Run the torch module eagerly: ``({output: value}, {input: grad})`` (grads of ``spec.grad_of``)."""
+    """Run the torch module eagerly on ``device``: ``({output: value}, {input: grad})`` (grads of ``spec.grad_of``)."""
     import torch
 
     names = spec.output_names(params)
-    ts = {k: torch.from_numpy(np.array(v)) for k, v in inputs.items()}
+    module = module.to(device)
+    ts = {k: torch.from_numpy(np.array(v)).to(device) for k, v in inputs.items()}
     gnames = spec.grad_inputs(params) if grad else ()
     for k in gnames:
         ts[k].requires_grad_(True)
@@ -99,8 +101,8 @@ def torch_eval(
     if gnames:
         target = sum(o.sum() for o in outs.values()) if spec.grad_of is None else outs[spec.grad_of].sum()
         gs = torch.autograd.grad(target, [ts[k] for k in gnames], allow_unused=True)
-        grads = {k: (np.zeros(inputs[k].shape) if g is None else g.detach().double().numpy()) for k, g in zip(gnames, gs)}
-    return {k: v.detach().double().numpy() for k, v in outs.items()}, grads
+        grads = {k: (np.zeros(inputs[k].shape) if g is None else g.detach().double().cpu().numpy()) for k, g in zip(gnames, gs)}
+    return {k: v.detach().double().cpu().numpy() for k, v in outs.items()}, grads
 
 
 def reference_eval(
@@ -128,21 +130,28 @@ def case_key(spec: Spec, params: Mapping[str, Any], export_dims: Mapping[str, in
 
 
 class GraphCache:
-    """Exports each (loss, params, export dims, with_grad) once per process and reuses the file."""
+    """Exports each (loss, params, export dims, with_grad) once per process and reuses the file.
 
-    def __init__(self, directory: str | os.PathLike | None = None) -> None:
+    With ``reuse=True`` a graph already in ``directory`` under its key is taken as it is (graphs
+    exported beforehand, e.g. carried to a machine whose torch cannot export them).
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None, reuse: bool = False) -> None:
+        self.reuse = reuse
         self.directory = os.fspath(directory) if directory else tempfile.mkdtemp(prefix="lossgraph-")
         os.makedirs(self.directory, exist_ok=True)
         self.paths: dict[str, str] = {}
         self.seconds: dict[str, float] = {}
 
     def get(self, spec: Spec, params: Mapping[str, Any], export_dims: Mapping[str, int], with_grad: bool) -> str:
-        from lossgraph.export import to_onnx
-
         with_grad = with_grad and bool(spec.grad_inputs(params))  # metrics: the value graph serves both
         key = case_key(spec, params, export_dims, with_grad)
+        path = os.path.join(self.directory, key + ".onnx")
+        if key not in self.paths and self.reuse and os.path.isfile(path):
+            self.paths[key] = path
         if key not in self.paths:
-            path = os.path.join(self.directory, key + ".onnx")
+            from lossgraph.export import to_onnx
+
             module = spec.build(**params)
             example = spec.example_inputs(export_dims, seed=0, params=params)
             t0 = time.perf_counter()
@@ -163,12 +172,13 @@ def check_inputs(
     row: Row,
     value_graph: Any = None,
     grad_graph: Any = None,
+    device: str = "cpu",
 ) -> Row:
-    """Compare torch, reference and (optionally) the ONNX graphs on one set of inputs."""
+    """Compare torch (on ``device``), reference and (optionally) the ONNX graphs on one set of inputs."""
     params = spec.resolve(params)
     module = spec.build(**params)
     t0 = time.perf_counter()
-    t_out, t_grad = torch_eval(spec, module, inputs, params)
+    t_out, t_grad = torch_eval(spec, module, inputs, params, device=device)
     t1 = time.perf_counter()
     r_out, r_grad = reference_eval(spec, inputs, params)
     t2 = time.perf_counter()
@@ -199,8 +209,12 @@ def check_case(
     with_grad: bool = True,
     providers: str = "cpu",
     seed: int = 1,
+    device: str = "cpu",
 ) -> list[Row]:
-    """Export ``case`` once (value graph, and gradient graph with ``with_grad``) and check every run dims."""
+    """Export ``case`` once (value graph, and gradient graph with ``with_grad``) and check every run dims.
+
+    ``providers`` runs the graphs (onnxruntime), ``device`` the torch module (``"cuda"``: on the GPU).
+    """
     from lossgraph.export import OnnxLoss
 
     cache = cache or GraphCache()
@@ -211,7 +225,8 @@ def check_case(
     for dims in case.run_dims:
         row = Row(spec.name, dict(case.params), dict(dims), dict(case.export_dims))
         inputs = spec.example_inputs(dims, seed=seed, params=params)
-        rows.append(check_inputs(spec, params, inputs, row=row, value_graph=value_graph, grad_graph=grad_graph))
+        rows.append(check_inputs(spec, params, inputs, row=row, value_graph=value_graph, grad_graph=grad_graph,
+                                 device=device))
     return rows
 
 
