@@ -1,4 +1,5 @@
-"""Segmentation metrics as graphs: binary and per-class IoU (in percent), Berman's ``iou_binary``/``iou``.
+"""Segmentation metrics as graphs: binary and per-class IoU (in percent), Berman's ``iou_binary``/``iou``,
+and the confusion counts that dataset-level metrics (mIoU over a whole dataset) are summed from.
 
 The prediction is made inside the graph (threshold / argmax), so an exported metric takes the raw
 network output. Counts are integer sums; no gradient (a metric has no differentiable input).
@@ -120,6 +121,49 @@ def iou(
     return ious
 
 
+def confusion(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
+    """Confusion counts of the argmax prediction: ``M[i, j] = #{pixels: label = i, argmax_C logits = j}``.
+
+    The per-file sufficient statistic of dataset-level IoU / Dice / accuracy: summed over files,
+    ``IoU_c = M[c, c] / (Σ_j M[c, j] + Σ_i M[i, c] - M[c, c])`` is the dataset IoU of mmsegmentation and
+    torchmetrics' ``MulticlassJaccardIndex`` (``lossgraph summarize`` does that sum).
+
+    Counted exactly: 0/1 one-hot products in float32 along each image row (a count never exceeds the
+    row width W < 2**24, so no rounding), row counts added in float64.
+
+    Args:
+        logits: ``(B, C, H, W)`` float scores (logits or probabilities: only the argmax counts; ties go
+            to the lowest class, like ``argmax``).
+        labels: ``(B, H, W)`` integers in ``[0, C)`` or ``ignore_index``.
+        ignore_index: label value whose pixels are not counted.
+
+    Returns:
+        float64 ``(C, C)``, rows: ground truth, columns: prediction. All pixels ignored gives zeros.
+        A label outside ``[0, C)`` other than ``ignore_index`` (which eager mode refuses) or a NaN in
+        ``logits`` makes every entry NaN in a graph: never a believable count.
+
+    Equals ``torchmetrics.functional.multiclass_confusion_matrix(argmax(logits, 1), labels, C,
+    ignore_index=ignore_index)`` (as float64).
+
+    Example:
+        >>> x = torch.tensor([[[[2.0, 0.0, 1.0]], [[0.0, 2.0, 0.0]]]]); y = torch.tensor([[[0, 0, 1]]])
+        >>> confusion(x, y).tolist()
+        [[1.0, 1.0], [1.0, 0.0]]
+    """
+    fn = "confusion"
+    c = check_segmentation(fn, "logits", logits, labels, ignore_index)
+    classes = torch.arange(c, device=labels.device)
+    valid = valid_mask(labels, ignore_index)
+    truth = (labels.unsqueeze(2) == classes.reshape(1, 1, -1, 1)) & valid.unsqueeze(2)  # (B, H, C, W)
+    pred = torch.argmax(logits, dim=1).unsqueeze(-1) == classes  # (B, H, W, C)
+    rows = torch.matmul(truth.to(torch.float32), pred.to(torch.float32))  # (B, H, C, C), entries <= W
+    counts = rows.to(torch.float64).sum((0, 1))
+    # graph guard: an out-of-range label or a NaN score gives NaN everywhere, not a plausible count
+    out_of_range = ((labels < 0) | (labels >= c)) & valid
+    broken = out_of_range.any() | torch.isnan(logits).any()
+    return counts + torch.where(broken, torch.full_like(counts[0, 0], float("nan")), torch.zeros_like(counts[0, 0]))
+
+
 class IouBinary(LossModule):
     """Module form of :func:`iou_binary`; ``forward(logits (B,H,W), labels (B,H,W)) -> scalar``."""
 
@@ -144,3 +188,15 @@ class Iou(LossModule):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return iou(logits, labels, **self._params)
+
+
+class Confusion(LossModule):
+    """Module form of :func:`confusion`; ``forward(logits (B,C,H,W), labels (B,H,W)) -> (C, C)`` float64."""
+
+    name = "confusion"
+
+    def __init__(self, ignore_index: int | None = None) -> None:
+        super().__init__(ignore_index=ignore_index)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return confusion(logits, labels, **self._params)
