@@ -166,7 +166,8 @@ def test_shards_merge_exactly(graph, tmp_path, capsys):
 
 
 def test_formats_npz_array_tif_rank_and_cast(graph, tmp_path):
-    """uint8 score maps in an .npz under another array name, masks as TIFF, both one rank short."""
+    """uint8 score maps in an .npz under another array name, masks as TIFF, both one rank short;
+    float32 score stacks as multi-page TIFF."""
     rng = np.random.default_rng(3)
     (tmp_path / "p").mkdir()
     (tmp_path / "g").mkdir()
@@ -183,6 +184,20 @@ def test_formats_npz_array_tif_rank_and_cast(graph, tmp_path):
     for r in rows:
         np.testing.assert_array_equal(r["outputs"]["confusion"], want[r["key"]])
         assert r["pixels"] == 24
+    # float32 (C, H, W) score stacks as multi-page TIFFs (tifffile), masks as 16-bit PNG
+    import tifffile
+
+    for stem in ("a", "b"):
+        scores = rng.normal(size=(C, 3, 5)).astype(np.float32)
+        lab = rng.integers(0, C, (3, 5))
+        tifffile.imwrite(tmp_path / "p" / f"{stem}.tif", scores)
+        _save_mask(tmp_path / "g" / f"{stem}.png", lab, "I16")
+        want[stem] = _numpy_confusion({stem: (scores, lab)})
+    rows = evaluate_files(graph, templates={"logits": f"{tmp_path}/p/{{stem}}.tif", "labels": f"{tmp_path}/g/{{stem}}.png"},
+                          providers="cpu")
+    for r in rows:
+        assert r["error"] is None, r["error"]
+        np.testing.assert_array_equal(r["outputs"]["confusion"], want[r["key"]])
     rows = evaluate_files(graph, templates={"logits": f"{tmp_path}/p/x_{{stem}}.npz:nope",
                                             "labels": f"{tmp_path}/g/{{stem}}.tif"}, providers="cpu")
     assert "missing input(s) logits (as nope); the file has arrays scores, other" in rows[0]["error"]
