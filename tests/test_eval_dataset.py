@@ -351,3 +351,32 @@ def test_csv_cut_inside_a_multibyte_file_name_resumes(graph, tmp_path):
     rows = read_results(out)
     assert sorted(r["key"] for r in rows) == sorted(r["key"] for r in clean) and len(rows) == 5
     assert {r["key"]: r["outputs"] for r in rows} == {r["key"]: r["outputs"] for r in clean}
+
+
+def test_readme_segmentation_commands(graph, tmp_path, monkeypatch, capsys):
+    """The README's "Evaluate a segmentation dataset" commands, run as written on a small dataset."""
+    import re
+    import runpy
+    import shlex
+    import shutil
+    from pathlib import Path
+
+    section = (Path(__file__).resolve().parents[1] / "README.md").read_text().split("## Evaluate a segmentation dataset")[1]
+    section = section.split("\n## ")[0]
+    commands = [shlex.split(line)[1:] for line in re.search(r"```bash\n(.*?)```", section, re.S).group(1).splitlines()]
+    data = _voc_like(tmp_path, n=6)
+    monkeypatch.chdir(tmp_path)
+    assert commands[0] == ["export", "confusion", "-o", "c.onnx", "--param", "ignore_index=255"]
+    shutil.copy(graph, "c.onnx")  # the same graph, exported once per test session
+    codes = [main(argv) for argv in commands[1:]]
+    out = capsys.readouterr().out
+    # the prediction without a mask fails in the whole runs, the summary and one of the two shards
+    assert codes[:2] == [1, 1] and sorted(codes[2:4]) == [0, 1] and codes[4] == 1
+    whole, merged = (json.loads(line) for line in out.splitlines() if line.startswith("{"))
+    np.testing.assert_array_equal(whole["sum"]["confusion"], _numpy_confusion(data))
+    assert whole["dataset"] == merged["dataset"] and whole["count"] == merged["count"] == 7
+    assert (tmp_path / "report" / "report.md").exists()
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "example.py").write_text(code)
+    runpy.run_path("example.py", run_name="__main__")
+    np.testing.assert_allclose(float(capsys.readouterr().out), whole["dataset"]["miou"], rtol=1e-12)
