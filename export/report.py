@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Any, Mapping, Sequence
@@ -17,7 +18,7 @@ from .summary import file_value
 
 
 def _fmt(v: Any) -> str:
-    return "absent" if v is None else f"{v:.4f}" if isinstance(v, float) and v == v else str(v)
+    return "absent" if v is None else f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else str(v)
 
 
 def per_file(rows: Sequence[Mapping[str, Any]], rules: Mapping[str, str]) -> dict[str, list[tuple[str, float]]]:
@@ -64,7 +65,7 @@ def write_report(
                   f"pixel accuracy {_fmt(ds['pixel_accuracy'])} over {ds['pixels']:.0f} pixels "
                   f"(sums of per-file confusion counts; absent-class convention: {ds['convention']}).", ""]
         fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * ds["classes"] + 1.5), 3.2))
-        vals = [0.0 if v is None or v != v else v for v in ds["iou"]]
+        vals = [v if v is not None and math.isfinite(v) else 0.0 for v in ds["iou"]]
         bars = ax.bar(range(ds["classes"]), vals, color="#4C72B0")
         for k in ds["absent"] + ds["ignored"]:
             bars[k].set_color("#DDDDDD")

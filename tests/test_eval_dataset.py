@@ -248,7 +248,6 @@ def test_second_writer_refused_at_once(graph, tmp_path):
 
 def test_resume_keys_do_not_depend_on_the_spelling_of_the_root(graph, tmp_path, monkeypatch):
     _voc_like(tmp_path / "d", n=4)
-    rng = np.random.default_rng(0)
     (tmp_path / "z" / "sub").mkdir(parents=True)
     for i in range(5):
         np.savez(tmp_path / "z" / ("sub" if i % 2 else "") / f"f{i}.npz",
