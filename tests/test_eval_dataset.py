@@ -208,6 +208,7 @@ def test_graph_nan_guard(graph):
     in every entry, never a believable count."""
     run = OnnxLoss(graph, providers="cpu")
     x = SPEC.example_inputs({"B": 2, "C": C, "H": 3, "W": 4}, seed=1, params=PARAMS)
+    assert json.loads(run.metadata["lossgraph.aggregation"]) == {"confusion": "confusion"}
     (good,) = run.session.run(None, x)
     assert np.isfinite(good).all() and good.sum() == (x["labels"] != IGNORE).sum()
     for bad in (7, -1):
