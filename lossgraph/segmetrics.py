@@ -128,8 +128,8 @@ def confusion(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int | No
     ``IoU_c = M[c, c] / (Σ_j M[c, j] + Σ_i M[i, c] - M[c, c])`` is the dataset IoU of mmsegmentation and
     torchmetrics' ``MulticlassJaccardIndex`` (``lossgraph summarize`` does that sum).
 
-    Counted exactly: 0/1 one-hot products in float32 along each image row (a count never exceeds the
-    row width W < 2**24, so no rounding), row counts added in float64.
+    Counted exactly: each counted pixel adds 1.0 to bin ``label · C + prediction`` of a float64 vector
+    (``scatter_add``; integers are exact in float64 up to 2**53 pixels), no one-hot tensors.
 
     Args:
         logits: ``(B, C, H, W)`` float scores (logits or probabilities: only the argmax counts; ties go
@@ -139,8 +139,8 @@ def confusion(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int | No
 
     Returns:
         float64 ``(C, C)``, rows: ground truth, columns: prediction. All pixels ignored gives zeros.
-        A label outside ``[0, C)`` other than ``ignore_index`` (which eager mode refuses) or a NaN in
-        ``logits`` makes every entry NaN in a graph: never a believable count.
+        A label outside ``[0, C)`` other than ``ignore_index`` (which eager mode refuses) makes every
+        entry NaN in a graph, and so does a NaN or inf in ``logits``: never a believable count.
 
     Equals ``torchmetrics.functional.multiclass_confusion_matrix(argmax(logits, 1), labels, C,
     ignore_index=ignore_index)`` (as float64).
@@ -152,16 +152,18 @@ def confusion(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int | No
     """
     fn = "confusion"
     c = check_segmentation(fn, "logits", logits, labels, ignore_index)
-    classes = torch.arange(c, device=labels.device)
-    valid = valid_mask(labels, ignore_index)
-    truth = (labels.unsqueeze(2) == classes.reshape(1, 1, -1, 1)) & valid.unsqueeze(2)  # (B, H, C, W)
-    pred = torch.argmax(logits, dim=1).unsqueeze(-1) == classes  # (B, H, W, C)
-    rows = torch.matmul(truth.to(torch.float32), pred.to(torch.float32))  # (B, H, C, C), entries <= W
-    counts = rows.to(torch.float64).sum((0, 1))
-    # graph guard: an out-of-range label or a NaN score gives NaN everywhere, not a plausible count
-    out_of_range = ((labels < 0) | (labels >= c)) & valid
-    broken = out_of_range.any() | torch.isnan(logits).any()
-    return counts + torch.where(broken, torch.full_like(counts[0, 0], float("nan")), torch.zeros_like(counts[0, 0]))
+    counted = valid_mask(labels, ignore_index)
+    in_range = (labels >= 0) & (labels < c)
+    pred = torch.argmax(logits, dim=1)
+    bins = torch.where(counted & in_range, labels * c + pred, c * c).reshape(-1)  # bin C·C: not counted
+    ones = torch.ones_like(bins, dtype=torch.float64)
+    counts = torch.zeros(c * c + 1, dtype=torch.float64, device=logits.device).scatter_add(0, bins, ones)
+    counts = counts[: c * c].reshape(c, c)
+    # graph guard: an out-of-range label or a non-finite score gives NaN everywhere, not a plausible
+    # count (x * 0 is NaN exactly for NaN and inf, 0 otherwise; its sum cannot overflow)
+    nan_if_broken = (logits * 0).sum().to(torch.float64)
+    out_of_range = (counted & ~in_range).any()
+    return counts + torch.where(out_of_range, torch.full_like(nan_if_broken, float("nan")), nan_if_broken)
 
 
 class IouBinary(LossModule):

@@ -66,7 +66,7 @@ def iou(logits, labels, per_image: bool = False, ignore_index: int | None = None
 def _confusion_counts(x, labels, ignore, use_ignore, chunks):
     """x (B, C, H, W), labels (B, H, W) -> (C, C) float64 counts: ``M[y, argmax_c x[:, c]] += 1`` for
     each counted pixel (first maximum wins); ``chunks`` pixel ranges in parallel, each into its own
-    partial counts. Also returns whether a label is out of range or a score NaN."""
+    partial counts. Also returns whether a label is out of range or a score NaN or inf."""
     b, c, h, w = x.shape
     hw = h * w
     n = b * hw
@@ -80,7 +80,7 @@ def _confusion_counts(x, labels, ignore, use_ignore, chunks):
             best = 0
             for q in range(c):
                 v = x[g, q, i, jj]
-                if np.isnan(v):
+                if not np.isfinite(v):
                     broken[j] = True
                 if v > x[g, best, i, jj]:
                     best = q

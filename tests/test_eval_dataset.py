@@ -204,8 +204,8 @@ def test_formats_npz_array_tif_rank_and_cast(graph, tmp_path):
 
 
 def test_graph_nan_guard(graph):
-    """Fed straight to onnxruntime (no runner checks), an out-of-range label or a NaN score gives NaN
-    in every entry, never a believable count."""
+    """Fed straight to onnxruntime (no runner checks), an out-of-range label or a NaN/inf score gives
+    NaN in every entry (the reference too), never a believable count."""
     run = OnnxLoss(graph, providers="cpu")
     x = SPEC.example_inputs({"B": 2, "C": C, "H": 3, "W": 4}, seed=1, params=PARAMS)
     assert json.loads(run.metadata["lossgraph.aggregation"]) == {"confusion": "confusion"}
@@ -216,9 +216,13 @@ def test_graph_nan_guard(graph):
         lab[1, 2, 3] = bad
         (out,) = run.session.run(None, {**x, "labels": lab})
         assert out.dtype == np.float64 and np.isnan(out).all()
-    logits = x["logits"].copy()
-    logits[0, 1, 0, 0] = np.nan
-    assert np.isnan(run.session.run(None, {**x, "logits": logits})[0]).all()
+    for bad in (np.nan, np.inf, -np.inf):
+        logits = x["logits"].copy()
+        logits[0, 1, 0, 0] = bad
+        assert np.isnan(run.session.run(None, {**x, "logits": logits})[0]).all()
+        assert np.isnan(lg.reference.confusion(logits, x["labels"], IGNORE)).all()
+    big = x["logits"] * np.float32(1e36)  # finite, huge: counted, no overflow to NaN
+    np.testing.assert_array_equal(run.session.run(None, {**x, "logits": big})[0], good)
 
 
 # --- safe writing -----------------------------------------------------------------------------------
