@@ -133,9 +133,15 @@ def npz_files(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list[
         if not hits:
             raise FileNotFoundError(f"no .npz files in {src}" if os.path.isdir(src) else f"no files match {src}")
         real = {os.path.realpath(p) for p in found}
+        keys = {k: p for p, k in found.items()}
         for p in hits:
-            if os.path.realpath(p) not in real:
-                found[p] = _rel(p, base)
+            key = _rel(p, base)
+            if os.path.realpath(p) in real:
+                continue
+            if key in keys:
+                raise InputError(f"{keys[key]} and {p} have the same key {key!r} (the path relative to their "
+                                 f"folder): give their common parent folder instead, or evaluate them separately")
+            found[p] = keys[key] = key
     return sorted(found.items(), key=lambda item: item[1])
 
 

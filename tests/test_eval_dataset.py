@@ -285,6 +285,11 @@ def test_symlink_loops_visit_each_file_once(tmp_path):
     assert [k for _, k in npz_files(str(root / "**" / "*.npz"))] == ["a/b/z.npz", "a/y.npz", "x.npz"]
     samples = template_samples({"v": f"{root}/{{stem}}.npz"})
     assert [s.key for s in samples] == ["a/b/z", "a/y", "x"]
+    assert [k for _, k in npz_files([root, root / "a", root / "self"])] == ["a/b/z.npz", "a/y.npz", "x.npz"]
+    (tmp_path / "other").mkdir()
+    np.savez(tmp_path / "other" / "x.npz", v=np.ones(1))  # another file with the key x.npz
+    with pytest.raises(ValueError, match="have the same key 'x.npz'"):
+        npz_files([root, tmp_path / "other"])
 
 
 def test_nonfinite_outputs_are_null_marked_and_counted(graph, tmp_path, capsys):
