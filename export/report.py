@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -55,7 +56,7 @@ def write_report(
     lines.append(f"{summary['count']} files: {summary['ok']} ok, {summary['failed']} failed, "
                  f"{summary['nonfinite']} with non-finite outputs.")
     if header.get("params"):
-        lines.append(f"Parameters: `{header['params']}`.")
+        lines.append(f"Parameters: `{json.dumps(header['params'])}`.")
     lines.append("")
 
     ds = summary.get("dataset")
