@@ -64,7 +64,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     spec = catalog.get(args.name)
     params = spec.resolve(parse_params(args.param))
-    dims = parse_dims(args.dims) or spec.export_dims
+    dims = spec.check_dims(parse_dims(args.dims) or {}, params)
     module = spec.build(**params)
     example = spec.example_inputs(dims, params=params)
     t0 = time.perf_counter()
