@@ -241,10 +241,11 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     rows: dict[str, dict[str, Any]] = {}
     for path in args.results:
         h, part = read_results_file(path)
-        if header and h.get("aggregation") and h["aggregation"] != header.get("aggregation"):
-            raise UserError(f"{path} holds other outputs or rules ({h['aggregation']}) than {args.results[0]} "
+        if h.get("aggregation") and header.get("aggregation") and h["aggregation"] != header["aggregation"]:
+            raise UserError(f"{path} holds other outputs or rules ({h['aggregation']}) than the files before it "
                             f"({header['aggregation']})")
-        header = header or h
+        if h.get("aggregation") and not header.get("aggregation"):
+            header = h  # a file written before results headers existed takes the rules of the others
         for r in part:
             rows[r["key"]] = r  # a sample in several files (a resumed shard) counts once: the last row
     summary = summarize(rows.values(), header, convention=args.convention)
