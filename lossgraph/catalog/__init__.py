@@ -131,6 +131,9 @@ class Spec:
         bench_dims: the realistic size benchmarks time (segmentation 8x21x256x256, matting
             8x1x512x512, FCOS 5 levels of a 512x512 input, boxes N=100k).
         rtol, atol, grad_rtol: tolerances (DESIGN.md defaults); widen only with ``note`` saying why.
+        aggregation: ``{output: rule}`` for evaluating saved predictions over a dataset (``mean``,
+            ``sum``, ``confusion``; outputs not named: ``mean``), written to the graph metadata
+            ``lossgraph.aggregation`` (see ``lossgraph.export.summary``).
     """
 
     name: str
@@ -152,6 +155,7 @@ class Spec:
     grad_rtol: float = 1e-4
     note: str = ""
     description: str = field(default="")
+    aggregation: Mapping[str, str] = field(default_factory=dict)
     #: dims that may be 0 (box losses: N = 0 boxes give 0, or an empty array); any other empty input is
     #: an InputError in torch, the reference and the runner
     empty_dims: Sequence[str] = ()
@@ -257,6 +261,7 @@ class Spec:
             "lossgraph.input_shapes": json.dumps({i.name: list(i.shape) for i in ins}),
             "lossgraph.outputs": json.dumps(list(self.output_names(p))),
             "lossgraph.min_dims": json.dumps(self.min_sizes(p)),
+            "lossgraph.aggregation": json.dumps({o: self.aggregation.get(o, "mean") for o in self.output_names(p)}),
             "lossgraph.empty_dims": json.dumps(list(self.empty_dims)),
             "lossgraph.labels": json.dumps({i.name: {"classes": str(i.classes), "ignore_index": p.get("ignore_index"),
                                                      "floats": i.floats} for i in ins if i.domain == "labels"}),
