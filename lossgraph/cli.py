@@ -464,15 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lossgraph._checks import InputError, InputTypeError
     from lossgraph.export.results import ResultsError
-    from lossgraph.export.runner import OnnxLossError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, OnnxLossError, ResultsError, ValueError, TypeError, KeyError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"lossgraph: error: {msg}", file=sys.stderr)
+    except (UserError, InputError, InputTypeError, ResultsError) as e:  # user mistakes; other errors are bugs
+        print(f"lossgraph: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # the environment: permissions, disk full, a folder that cannot be made
         where = f"{e.filename}: " if e.filename else ""
