@@ -157,7 +157,10 @@ def diou(boxes1, boxes2, pairwise=False, output="loss", reduction="none", eps=1e
 
 def ciou(boxes1, boxes2, pairwise=False, output="loss", reduction="none", eps=1e-7):
     """Complete IoU (Zheng et al. 2020); loss equals ``torchvision.ops.complete_box_iou_loss``
-    (value and gradient: ``α`` is constant there too) wherever torchvision's is finite."""
+    (value and gradient: ``α`` is constant there too) wherever torchvision's is finite.
+
+    The torchvision claims of this module are tested against its published formulas
+    (``tests/test_boxes.py``): torchvision cannot be imported beside the pinned CPU torch."""
     return box_loss("ciou", boxes1, boxes2, pairwise, output, reduction, eps)
 
 

@@ -45,7 +45,13 @@ def sigmoid_focal(
         alpha, gamma: focal parameters (torchvision defaults 0.25, 2).
         reduction: ``'none'`` (same shape as logits) | ``'mean'`` | ``'sum'``.
 
-    Equals ``torchvision.ops.sigmoid_focal_loss(logits, targets, alpha, gamma, reduction)``.
+    Equivalences: torchvision's ``sigmoid_focal_loss(logits, targets, alpha, gamma, reduction)``
+    (its published formula; ``tests/test_focal.py``). On 0/1 targets, kornia's
+    ``binary_focal_loss_with_logits(logits, targets, alpha, gamma, reduction)`` (``alpha=None`` for
+    ``alpha < 0``) and MONAI's ``FocalLoss(use_softmax=False, gamma=gamma, alpha=alpha)`` with
+    ``reduction`` ``'mean'`` or ``'none'``. Differences: for soft targets kornia computes
+    ``t · FL(x, 1) + (1 - t) · FL(x, 0)``; MONAI's ``'sum'`` is the sum over ``(B, C)`` of the spatial
+    means. Tested: ``tests/test_anchors_kornia.py``, ``tests/test_anchors_monai.py``.
 
     Example:
         >>> x = torch.tensor([[-2.0, 3.0]]); t = torch.tensor([[0.0, 1.0]])
@@ -107,6 +113,13 @@ def focal(
     Equivalences: ``alpha=None`` is the common ``FocalLoss(gamma, alpha=None, size_average=True)``
     (clcarwin) value; a scalar ``alpha`` there builds ``[α, 1-α]`` (C = 2), here ``[α, 1-α, ...]``
     for any C. With ``gamma=0, alpha=None`` it equals ``cross_entropy(..., reduction)``.
+    kornia's ``focal_loss(logits, labels, alpha=a, gamma, reduction, ignore_index=i)`` and MONAI's
+    ``FocalLoss(use_softmax=True, to_onehot_y=True, gamma, alpha=a, ignore_index=i)`` (labels as
+    ``(B, 1, H, W)``) weight class 0 by ``1 - a`` and the others by ``a``: they are ``alpha=1 - a``
+    here, for ``'sum'`` (kornia), ``'none'`` summed over their class axis (both) and ``'mean'``
+    (MONAI with ``ignore_index``). Differences: kornia's ``'mean'`` and MONAI's ``'mean'`` without
+    ``ignore_index`` divide by ``B·C·H·W`` (``C`` times the pixels); MONAI's ``'sum'`` is the sum over
+    images of each image's mean. Tested: ``tests/test_anchors_kornia.py``, ``tests/test_anchors_monai.py``.
 
     Example:
         >>> x = torch.zeros(1, 2, 1, 1); y = torch.tensor([[[1]]])

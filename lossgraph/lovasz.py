@@ -95,6 +95,10 @@ def lovasz_hinge(
     Returns:
         Scalar tensor (float32 for fp16/bf16 input).
 
+    Equivalences: Berman's ``lovasz_hinge(logits, labels, per_image, ignore)``; kornia's
+    ``lovasz_hinge_loss(logits[:, None], labels)`` is the default ``per_image=True`` (kornia has no
+    ignore label: with one, this equals kornia on each image's valid pixels).
+
     Example:
         >>> logits = torch.randn(2, 5, 7); labels = torch.randint(0, 2, (2, 5, 7))
         >>> lovasz_hinge(logits, labels).shape
@@ -149,8 +153,10 @@ def lovasz_softmax(
         Scalar tensor. No class taken (nothing present, all pixels ignored) gives 0, in every image.
 
     Equivalences: Berman's ``lovasz_softmax(probas, labels, classes, per_image, ignore)`` for every
-    option (his all-ignored batch returns an empty tensor; here 0). kornia's ``lovasz_softmax_loss``
-    is ``from_logits=True, per_image=True, classes="all"``.
+    option (his all-ignored batch returns an empty tensor; here 0). kornia's (>= 0.9)
+    ``lovasz_softmax_loss(logits, labels)`` is ``from_logits=True, per_image=True, classes="all"``;
+    kornia has no ``ignore_index`` (with one, this equals kornia on each image's valid pixels) and
+    its ``weight`` has no counterpart here. Tested: ``tests/test_anchors_kornia.py``.
 
     Example:
         >>> probas = torch.randn(2, 3, 5, 7).softmax(1); labels = torch.randint(0, 3, (2, 5, 7))

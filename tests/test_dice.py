@@ -1,5 +1,11 @@
-"""Dice family: hand-computed values, the source's and smp's formulas written out here, empty and
-all-ignored inputs, fp16 sums that would overflow in fp16."""
+"""Dice family: hand-computed values, the source's and smp's published formulas written out here,
+empty and all-ignored inputs, fp16 sums that would overflow in fp16.
+
+segmentation_models_pytorch needs torchvision, which cannot be imported beside the pinned CPU torch,
+so ``_smp_dice`` is smp's ``DiceLoss(mode="multiclass")`` as published in
+``segmentation_models_pytorch/losses/dice.py`` (qubvel-org/segmentation_models.pytorch, read at
+commit 0d8c7a6) written out: a formula test, not an smp test. kornia's and MONAI's Dice losses are
+called for real in ``test_anchors_kornia.py`` / ``test_anchors_monai.py``."""
 
 from __future__ import annotations
 
@@ -37,7 +43,7 @@ def _source_dice(x, y, smooth=1.0):
 
 
 def _smp_dice(x, y, smooth=0.0, eps=1e-7, ignore_index=None):
-    """segmentation_models_pytorch DiceLoss(mode='multiclass') as documented in its source."""
+    """smp's published ``DiceLoss(mode='multiclass')`` formula (not smp itself)."""
     bs, c = x.shape[:2]
     y_pred = x.log_softmax(1).exp().view(bs, c, -1)
     y_true = y.view(bs, -1)

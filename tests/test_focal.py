@@ -1,4 +1,10 @@
-"""Sigmoid focal loss: torchvision's formula, hand-computed values, stability at extreme logits."""
+"""Sigmoid focal loss: torchvision's published formula, hand-computed values, stability at extreme logits.
+
+torchvision cannot be imported beside the pinned CPU torch (its registry wheel is a CUDA build), so
+``_torchvision_formula`` is ``sigmoid_focal_loss`` as published in pytorch/vision
+``torchvision/ops/focal_loss.py`` (read at commit 148ddaa), written out: a formula test, not a
+torchvision test. kornia's and MONAI's binary focal losses are called for real in
+``test_anchors_kornia.py`` / ``test_anchors_monai.py``."""
 
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ def test_hand_computed_value():
 
 
 def _torchvision_formula(x, t, alpha, gamma):
-    """torchvision.ops.sigmoid_focal_loss as documented, in torch, reduction='none'."""
+    """torchvision's published ``sigmoid_focal_loss`` formula (not torchvision), reduction='none'."""
     p = torch.sigmoid(x)
     ce = torch.nn.functional.binary_cross_entropy_with_logits(x, t, reduction="none")
     p_t = p * t + (1 - p) * (1 - t)
