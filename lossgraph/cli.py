@@ -290,7 +290,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lossgraph", description=__doc__.splitlines()[0])
+    # the module docstring's first line, without its RST markup (help is plain text)
+    p = argparse.ArgumentParser(prog="lossgraph", description=__doc__.splitlines()[0].replace("``", ""))
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("list", help="list the catalog")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from lossgraph import reference as ref
 from lossgraph._levels import level_names, locations_expr
 
 from . import Case, Derived, Input, Spec
@@ -101,7 +100,6 @@ SPECS = [
         inputs=_inputs_spec,
         make_inputs=_make,
         edges=_edges,
-        reference=ref.fcos,
         outputs=("cls", "cnt", "reg", "total"),
         grad_of="total",
         cases=(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from lossgraph import reference as ref
 
 from . import Case, Input, Spec
 from ._inputs import binary, logits
@@ -25,7 +24,6 @@ SPECS = [
         params={"alpha": 0.25, "gamma": 2.0, "reduction": "mean"},
         inputs=(Input("logits", BCHW, "float32", "logits", grad=True), Input("targets", BCHW, "float32", "binary")),
         make_inputs=_inputs,
-        reference=ref.sigmoid_focal,
         cases=(
             Case({}, {"B": 2, "C": 3, "H": 6, "W": 7}, _RUN),
             Case({"alpha": -1.0, "gamma": 0.5, "reduction": "none"}, {"B": 2, "C": 3, "H": 6, "W": 7}, _RUN),
@@ -42,7 +40,6 @@ SPECS = [
         inputs=LOGITS_LABELS,
         make_inputs=seg_inputs,
         edges=edges(seg_inputs, {"B": 2, "C": 4, "H": 4, "W": 5}),
-        reference=ref.focal,
         cases=(
             # case 0 holds C fixed: its per-class alpha list, and the grid below, need C = 4
             Case({"alpha": CLASS_LIST, "gamma": 1.5, "ignore_index": IGNORE}, EXPORT, RUN_FIXED_C),

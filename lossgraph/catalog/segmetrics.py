@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from lossgraph import reference as ref
 
 from . import Case, Input, Spec
 from ._seg import BCHW, BHW, EXPORT, EXPORT_BIN, IGNORE, RUN, RUN_BIN, binary_inputs, edges, seg_inputs
@@ -16,7 +15,6 @@ SPECS = [
         inputs=(Input("logits", BHW, "float32", "logits"), Input("labels", BHW, "int64", "labels")),
         make_inputs=binary_inputs,
         edges=edges(binary_inputs, {"B": 2, "H": 4, "W": 5}),
-        reference=ref.iou_binary,
         cases=(
             Case({}, EXPORT_BIN, RUN_BIN),
             Case({"per_image": False, "ignore_index": IGNORE, "empty": 0.0, "threshold": 0.5}, EXPORT_BIN, RUN_BIN),
@@ -38,7 +36,6 @@ SPECS = [
         inputs=(Input("logits", BCHW, "float32", "logits"), Input("labels", BHW, "int64", "labels")),
         make_inputs=seg_inputs,
         edges=edges(seg_inputs, {"B": 2, "C": 3, "H": 4, "W": 5}),
-        reference=ref.iou,
         cases=(Case({}, EXPORT, RUN), Case({"per_image": True, "ignore_index": IGNORE}, EXPORT, RUN)),
         grid=[
             {"per_image": pi, "ignore_index": ig, "empty": e}
