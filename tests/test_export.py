@@ -57,10 +57,10 @@ def test_runner_reports_provider_and_metadata(hinge_graph):
     assert run.input_names == ["logits", "labels"]
 
 
-def test_runner_takes_torch_tensors_and_fp16(hinge_graph):
+def test_runner_takes_torch_tensors_and_fp16(hinge_graph, rng):
     run = OnnxLoss(hinge_graph, providers="cpu")
-    x = torch.randn(2, 4, 5)
-    y = torch.randint(0, 2, (2, 4, 5))
+    x = torch.tensor(rng.standard_normal((2, 4, 5)), dtype=torch.float32)
+    y = torch.tensor(rng.integers(0, 2, (2, 4, 5)))
     want = lg.functional.lovasz_hinge(x, y, ignore_index=255).item()
     assert run(x, y) == pytest.approx(want, rel=1e-5)
     assert run(logits=x.half(), labels=y.int()) == pytest.approx(
