@@ -200,8 +200,14 @@ def _name_derived_dims(model: onnx.ModelProto, ins: Sequence[catalog.Input]) -> 
 
 @contextlib.contextmanager
 def _quiet():
-    """Silence the exporter's progress prints, warnings and torchvision notices."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    """Silence the exporter's progress prints, warnings and torchvision notices.
+
+    ``onnx_ir`` is among them: onnxscript's ``aten_index_put`` lowering (ArcFace's gradient graph)
+    builds ``Constant(value_ints=[])``, and onnx_ir logs "Attribute type is ambiguous because it is
+    an empty sequence ... Defaulted to INTS" for it, INTS being the right type there.
+    """
+    names = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")
+    loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
