@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_dtype, check_shapes, InputError, InputTypeError, label_range_message
+from ._types import Reduction
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -48,7 +49,7 @@ def safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
-def reduce(loss: torch.Tensor, reduction: str, fn: str) -> torch.Tensor:
+def reduce(loss: torch.Tensor, reduction: Reduction, fn: str) -> torch.Tensor:
     """Apply ``reduction`` ('none' | 'mean' | 'sum') the torchvision way.
 
     The sum accumulates in float64 (result in the loss's dtype): onnxruntime's float32 ReduceMean

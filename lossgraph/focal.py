@@ -19,6 +19,7 @@ from ._functional import (
     to_acc,
     valid_mask,
 )
+from ._types import Reduction
 
 
 def bce_with_logits(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -31,7 +32,7 @@ def sigmoid_focal(
     targets: torch.Tensor,
     alpha: float = 0.25,
     gamma: float = 2.0,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """Sigmoid focal loss, torchvision's ``sigmoid_focal_loss`` formula.
 
@@ -78,7 +79,7 @@ class SigmoidFocal(LossModule):
 
     name = "sigmoid_focal"
 
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean") -> None:
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: Reduction = "mean") -> None:
         super().__init__(alpha=float(alpha), gamma=float(gamma), reduction=reduction)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -91,7 +92,7 @@ def focal(
     gamma: float = 2.0,
     alpha: float | Sequence[float] | None = None,
     ignore_index: int | None = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """Multi-class softmax focal loss ``-α_y (1 - p_y)^γ log p_y`` with ``p = softmax(logits)``.
 
@@ -161,7 +162,7 @@ class Focal(LossModule):
         gamma: float = 2.0,
         alpha: float | Sequence[float] | None = None,
         ignore_index: int | None = None,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
     ) -> None:
         if alpha is not None:
             alpha = float(alpha) if isinstance(alpha, (int, float)) else [float(a) for a in alpha]

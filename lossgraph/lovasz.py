@@ -9,12 +9,11 @@ cumulative counts (exact in float32, unlike ``1 - I/U`` differences).
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 
 from ._checks import check_dtype, check_shapes, InputError
 from ._functional import LossModule, check_label_values, is_tracing, safe_div, softmax_c, to_acc
+from ._types import Classes
 
 CLASSES = ("present", "all")
 
@@ -128,7 +127,7 @@ def lovasz_hinge(
 def lovasz_softmax(
     probas: torch.Tensor,
     labels: torch.Tensor,
-    classes: str | Sequence[int] = "present",
+    classes: Classes = "present",
     per_image: bool = False,
     ignore_index: int | None = None,
     from_logits: bool = False,
@@ -258,7 +257,7 @@ class LovaszSoftmax(LossModule):
 
     def __init__(
         self,
-        classes: str | Sequence[int] = "present",
+        classes: Classes = "present",
         per_image: bool = False,
         ignore_index: int | None = None,
         from_logits: bool = False,

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from ._checks import check_choice, check_dtype, check_min_size, check_shapes, InputError
 from ._functional import LossModule, is_tracing, safe_div, to_acc
+from ._types import Route
 
 #: the source documents' normaliser: crops of 512×512 pixels (``area=AREA_512`` reproduces them)
 AREA_512 = 512 * 512
@@ -464,7 +465,7 @@ class MattingSet(LossModule):
         return {k: (t(pred, target) if isinstance(t, Laplacian) else t(pred, target, mask)) for k, t in self.terms.items()}
 
 
-def segmentation_samples(target: torch.Tensor, route: str = "binary") -> torch.Tensor:
+def segmentation_samples(target: torch.Tensor, route: Route = "binary") -> torch.Tensor:
     """Per-sample bool ``(B,)``: which samples are segmentation samples.
 
     ``route='binary'``: every target value is 0 or 1 (the source comment's intent, "only 0 and 1");
@@ -488,7 +489,7 @@ class SegMattingSet(LossModule):
     name = "seg_matting_set"
 
     def __init__(self, seg: Sequence[str] = ("bce",), matting: Sequence[str] = ("unknown_l1", "known_l1"),
-                 route: str = "binary", area: float | None = None, levels: int = 5) -> None:
+                 route: Route = "binary", area: float | None = None, levels: int = 5) -> None:
         check_choice(self.name, "route", route, ROUTES)
         super().__init__(seg=list(seg), matting=list(matting), route=route, area=area, levels=int(levels))
         keys = list(dict.fromkeys([*seg, *matting]))
@@ -518,6 +519,6 @@ def matting_set(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
 
 def seg_matting_set(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                     seg: Sequence[str] = ("bce",), matting: Sequence[str] = ("unknown_l1", "known_l1"),
-                    route: str = "binary", area: float | None = None, levels: int = 5) -> dict[str, torch.Tensor]:
+                    route: Route = "binary", area: float | None = None, levels: int = 5) -> dict[str, torch.Tensor]:
     """Functional form of :class:`SegMattingSet` (per-sample routing, summed over samples)."""
     return SegMattingSet(seg, matting, route, area, levels)(pred, target, mask)

@@ -20,6 +20,7 @@ from torch import nn
 from ._checks import check_choice, check_dtype, check_shapes, InputTypeError
 from ._functional import LossModule, check_label_values, reduce, to_acc
 from ._seeded import seeded_normal
+from ._types import Reduction
 
 FROM = ("parameter", "input")
 
@@ -53,7 +54,7 @@ def center_loss(
     labels: torch.Tensor,
     centers: torch.Tensor,
     lambda_c: float = 1.0,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """Center loss with per-class batch counts.
 
@@ -108,7 +109,7 @@ def arcface(
     s: float = 64.0,
     m: float = 0.5,
     easy_margin: bool = False,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """ArcFace (additive angular margin) softmax cross-entropy.
 
@@ -205,7 +206,7 @@ class CenterLoss(_ClassTensorLoss):
         lambda_c: float = 1.0,
         centers_from: str = "parameter",
         seed: int = 0,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
     ) -> None:
         super().__init__(num_classes=int(num_classes), feat_dim=int(feat_dim), lambda_c=float(lambda_c),
                          centers_from=centers_from, seed=int(seed), reduction=reduction)
@@ -236,7 +237,7 @@ class ArcFace(_ClassTensorLoss):
         easy_margin: bool = False,
         weight_from: str = "parameter",
         seed: int = 0,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
     ) -> None:
         super().__init__(num_classes=int(num_classes), feat_dim=int(feat_dim), s=float(s), m=float(m),
                          easy_margin=bool(easy_margin), weight_from=weight_from, seed=int(seed), reduction=reduction)

@@ -128,7 +128,7 @@ def iou(
     return ious
 
 
-class IouBinary(LossModule):
+class IoUBinary(LossModule):
     """Module form of :func:`iou_binary`; ``forward(logits (B,H,W), labels (B,H,W)) -> scalar``."""
 
     name = "iou_binary"
@@ -142,7 +142,7 @@ class IouBinary(LossModule):
         return iou_binary(logits, labels, **self._params)
 
 
-class Iou(LossModule):
+class IoU(LossModule):
     """Module form of :func:`iou`; ``forward(logits (B,C,H,W), labels (B,H,W)) -> (C,)``."""
 
     name = "iou"

@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit
 
 from lossgraph._checks import check_dtype, check_shapes, InputError, InputTypeError, label_range_message
+from lossgraph._types import Reduction
 
 
 def as_f64(fn: str, name: str, x: Any) -> np.ndarray:
@@ -41,7 +42,7 @@ def check_labels(fn: str, name: str, labels: np.ndarray, num_classes: int, ignor
         raise InputError(label_range_message(fn, name, int(valid.min()), int(valid.max()), num_classes, ignore_index))
 
 
-def reduce(loss: np.ndarray, reduction: str, fn: str) -> tuple[Any, float]:
+def reduce(loss: np.ndarray, reduction: Reduction, fn: str) -> tuple[Any, float]:
     """Reduce like torch (``'none' | 'mean' | 'sum'``); also return d(value)/d(element) for the grad."""
     if reduction == "mean":
         return float(loss.mean()), 1.0 / max(loss.size, 1)

@@ -13,7 +13,7 @@ SPECS = [
     Spec(
         name="binary_xloss",
         family="crossentropy",
-        module="lossgraph.crossentropy:BinaryXloss",
+        module="lossgraph.crossentropy:BinaryXLoss",
         params={"ignore_index": None},
         inputs=BINARY_LOGITS_LABELS,
         make_inputs=binary_inputs,
@@ -47,7 +47,7 @@ SPECS = [
     Spec(
         name="ce_dice",
         family="crossentropy",
-        module="lossgraph.crossentropy:CeDice",
+        module="lossgraph.crossentropy:CEDice",
         params={"smooth": 1.0, "ignore_index": IGNORE, "weight": None},
         inputs=LOGITS_LABELS,
         make_inputs=seg_inputs,

@@ -10,7 +10,7 @@ SPECS = [
     Spec(
         name="iou_binary",
         family="segmetrics",
-        module="lossgraph.segmetrics:IouBinary",
+        module="lossgraph.segmetrics:IoUBinary",
         params={"per_image": True, "ignore_index": None, "empty": 1.0, "threshold": 0.0},
         inputs=(Input("logits", BHW, "float32", "logits"), Input("labels", BHW, "int64", "labels")),
         make_inputs=binary_inputs,
@@ -31,7 +31,7 @@ SPECS = [
     Spec(
         name="iou",
         family="segmetrics",
-        module="lossgraph.segmetrics:Iou",
+        module="lossgraph.segmetrics:IoU",
         params={"per_image": False, "ignore_index": None, "empty": 1.0},
         inputs=(Input("logits", BCHW, "float32", "logits"), Input("labels", BHW, "int64", "labels")),
         make_inputs=seg_inputs,

@@ -1,0 +1,34 @@
+"""Class names follow one scheme (CONTRIBUTING.md, Style); the names before it still resolve, warning."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import lossgraph as lg
+from lossgraph import modules
+
+# the catalog name's words in CapWords, abbreviations in their usual capitals
+ABBREVIATIONS = {"iou": "IoU", "giou": "GIoU", "diou": "DIoU", "ciou": "CIoU", "bce": "BCE", "ce": "CE",
+                 "l1": "L1", "fcos": "FCOS", "xloss": "XLoss", "arcface": "ArcFace"}
+
+
+def _class_name(catalog_name: str) -> str:
+    return "".join(ABBREVIATIONS.get(w, w.capitalize()) for w in catalog_name.split("_"))
+
+
+@pytest.mark.parametrize("name", lg.catalog.names())
+def test_class_name_follows_the_scheme(name):
+    module = lg.catalog.get(name).module.partition(":")[2]
+    # matting's bce / focal carry the family in front, the box IoU its kind: the scheme applies to the words
+    assert re.fullmatch(r"(Matting|Box)?" + _class_name(name.removeprefix("matting_").removeprefix("box_")),
+                        module), (name, module)
+
+
+@pytest.mark.parametrize("old,new", sorted(modules.RENAMED.items()))
+def test_old_names_warn_and_resolve(old, new):
+    with pytest.warns(DeprecationWarning, match=f"use lossgraph.{new}"):
+        assert getattr(lg, old) is getattr(lg, new)
+    with pytest.warns(DeprecationWarning):
+        assert getattr(modules, old) is getattr(modules, new)
