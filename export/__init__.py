@@ -8,7 +8,10 @@ from typing import Any
 from .evaluate import evaluate_files, read_results, summarize
 from .runner import OnnxLoss, OnnxLossError, cuda_usable
 
-__all__ = ["OnnxLoss", "OnnxLossError", "cuda_usable", "evaluate_files", "read_results", "summarize", "to_onnx", "ValueAndGrad"]
+__all__ = [
+    "OnnxLoss", "OnnxLossError", "cuda_usable", "evaluate_files", "read_results", "summarize", "to_onnx",
+    "ValueAndGrad",
+]
 
 
 def __getattr__(name: str) -> Any:

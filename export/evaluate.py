@@ -60,7 +60,7 @@ def find_files(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     found: dict[str, str] = {}
-    for src in map(os.fspath, sources):
+    for src in (os.fspath(s) for s in sources):
         if os.path.isdir(src):
             base, matches = src, glob.glob(os.path.join(glob.escape(src), "**", "*.npz"), recursive=True)
         elif glob.has_magic(src):
@@ -183,6 +183,7 @@ def evaluate_file(
 
 
 def results_format(path: str | os.PathLike) -> str:
+    """``"jsonl"`` or ``"csv"`` from the results file's extension; ValueError for another."""
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if ext not in FORMATS:
         raise ValueError(f"results file must end in {', '.join(FORMATS)}; got {os.fspath(path)!r}")

@@ -119,23 +119,27 @@ def to_onnx(
     if name is None or not hasattr(loss, "params"):
         raise InputTypeError(f"to_onnx: loss must be a lossgraph module (spec.build(...)); got {type(loss).__name__}")
     spec = catalog.get(name)
-    params = loss.params
+    params: Mapping[str, Any] = loss.params  # type: ignore[assignment]  # LossModule.params, a dict
     ins = spec.input_specs(params)
     outs = spec.output_names(params)
     opset = DEFAULT_OPSET if opset is None else int(opset)
     if opset < DEFAULT_OPSET:
-        raise InputError(f"to_onnx: opset must be >= {DEFAULT_OPSET} (the dynamo exporter's output at lower opsets fails in onnxruntime); got {opset}")
+        raise InputError(
+            f"to_onnx: opset must be >= {DEFAULT_OPSET} (the dynamo exporter's output at lower opsets fails in "
+            f"onnxruntime); got {opset}"
+        )
 
     if isinstance(example_inputs, Mapping):
         missing = [i.name for i in ins if i.name not in example_inputs]
         if missing:
             raise InputError(f"to_onnx: {name}: example_inputs lacks {', '.join(missing)}")
-        args = [example_inputs[i.name] for i in ins]
+        given = [example_inputs[i.name] for i in ins]
     else:
-        args = list(example_inputs)
-        if len(args) != len(ins):
-            raise InputError(f"to_onnx: {name} takes {len(ins)} inputs ({', '.join(i.name for i in ins)}); got {len(args)}")
-    args = tuple(_to_tensor(a) for a in args)
+        given = list(example_inputs)
+        if len(given) != len(ins):
+            names = ", ".join(i.name for i in ins)
+            raise InputError(f"to_onnx: {name} takes {len(ins)} inputs ({names}); got {len(given)}")
+    args = tuple(_to_tensor(a) for a in given)
 
     grad_index = [k for k, i in enumerate(ins) if i.grad]
     if with_grad and grad_index:  # a loss with no differentiable input (a metric): the value graph
@@ -178,6 +182,7 @@ def to_onnx(
             optimize=True,
             verbose=False,
         )
+    assert program is not None  # dynamo=True always returns a program
     model = program.model_proto
     _name_derived_dims(model, ins)
     onnx.helper.set_model_props(model, spec.metadata(params))

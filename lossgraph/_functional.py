@@ -166,7 +166,9 @@ def softmax_c(x: torch.Tensor) -> torch.Tensor:
     return e / e.sum(1, keepdim=True)
 
 
-def log_softmax_at_labels(x: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def log_softmax_at_labels(
+    x: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log p_y (B, H, W), safe labels)`` for logits ``x (B, C, H, W)``; ignored pixels read class 0.
 
     ``z_y - log Σ exp(z)`` with ``z = x - max_C x``: reductions over C and one GatherElements (not

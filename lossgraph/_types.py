@@ -6,16 +6,15 @@ A type checker flags ``reduction="avg"``; at run time the functions still check 
 
 from __future__ import annotations
 
-from typing import Literal, Sequence, Union
+from typing import Any, Literal, Sequence
 
-import numpy as np
 from numpy.typing import ArrayLike
 
 Reduction = Literal["none", "mean", "sum"]
 """``reduction``: ``'none'`` keeps the elementwise losses, ``'mean'`` / ``'sum'`` reduce them."""
 
 ClassChoice = Literal["present", "all"]
-Classes = Union[ClassChoice, Sequence[int]]
+Classes = ClassChoice | Sequence[int]
 """Lovász-Softmax ``classes``: the classes present in the labels, all of them, or a list of ids."""
 
 Route = Literal["binary", "constant"]
@@ -28,10 +27,9 @@ Output = Literal["loss", "value"]
 BoxKind = Literal["iou", "giou", "diou", "ciou"]
 """Which box overlap."""
 
-RefValue = Union[float, np.ndarray, dict[str, float]]
-"""A reference value: a float, an array (``reduction='none'``, per-class metrics), a dict (loss sets)."""
+RefResult = Any
+"""A reference result: a float, an array (``reduction='none'``, per-class metrics) or a dict (loss
+sets); with ``grad=True`` the pair ``(value, gradient)``. ``Any``, because which one depends on the
+arguments' values (typing it exactly would take an overload per ``grad`` and ``reduction``)."""
 
-RefResult = Union[RefValue, tuple[RefValue, Union[np.ndarray, dict[str, np.ndarray]]]]
-"""A reference result: the value, or ``(value, gradient)`` with ``grad=True``."""
-
-__all__ = ["ArrayLike", "BoxKind", "ClassChoice", "Classes", "Output", "RefResult", "RefValue", "Reduction", "Route"]
+__all__ = ["ArrayLike", "BoxKind", "ClassChoice", "Classes", "Output", "RefResult", "Reduction", "Route"]

@@ -118,6 +118,7 @@ def box_loss(
         output: ``'loss'`` (``1 - value``, torchvision's ``*_box_iou_loss``) or ``'value'``.
         reduction: ``'none' | 'mean' | 'sum'`` over the ``(N,)`` or ``(N, M)`` result.
         eps: added to the denominators, as in torchvision.
+        fn: the name error messages give (default: ``kind``).
 
     Returns ``(N,)`` / ``(N, M)`` for ``reduction='none'``, else a scalar; empty ``N`` gives an empty
     tensor (``'mean'`` of nothing is NaN, as in torch).
@@ -233,7 +234,9 @@ def ltrb_iou_loss(pred: torch.Tensor, target: torch.Tensor, mode: Literal["iou",
 class _BoxLoss(LossModule):
     kind: BoxKind
 
-    def __init__(self, pairwise: bool = False, output: Output = "loss", reduction: Reduction = "none", eps: float = 1e-7) -> None:
+    def __init__(
+        self, pairwise: bool = False, output: Output = "loss", reduction: Reduction = "none", eps: float = 1e-7
+    ) -> None:
         super().__init__(pairwise=bool(pairwise), output=output, reduction=reduction, eps=float(eps))
 
     def forward(self, boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:

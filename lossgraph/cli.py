@@ -70,7 +70,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     model = to_onnx(module, example, args.output, opset=args.opset, with_grad=args.with_grad)
     outs = [o.name for o in model.graph.output]
-    print(f"wrote {args.output}: {spec.name} {json.dumps(params)} -> {', '.join(outs)} ({time.perf_counter() - t0:.1f} s)")
+    took = time.perf_counter() - t0
+    print(f"wrote {args.output}: {spec.name} {json.dumps(params)} -> {', '.join(outs)} ({took:.1f} s)")
     return 0
 
 
@@ -159,7 +160,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if row["error"]:
             raise UserError(f"{path}: {row['error']}")
         if args.json:
-            print(json.dumps({"file": path, "provider": run.provider, "outputs": row["outputs"], "seconds": row["seconds"]}))
+            shown = {"file": path, "provider": run.provider, "outputs": row["outputs"], "seconds": row["seconds"]}
+            print(json.dumps(shown))
         else:
             for k, v in row["outputs"].items():
                 print(f"{k}: {v:.8g}" if isinstance(v, float) else f"{k}: array{np.shape(v)} mean {np.mean(v):.8g}")
@@ -186,7 +188,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 1 if summary["failed"] else 0
     means = ", ".join(f"{k} {v:.8g}" for k, v in summary["mean"].items())
     where = f" -> {args.out}" if args.out else ""
-    print(f"{summary['count']} files: {summary['ok']} ok, {summary['failed']} failed; mean {means or '-'}{where}", file=stream)
+    counts = f"{summary['count']} files: {summary['ok']} ok, {summary['failed']} failed"
+    print(f"{counts}; mean {means or '-'}{where}", file=stream)
     print(f"provider {run.provider}; this run {wall:.1f} s", file=stream)
     for f in summary["failures"][:20]:
         print(f"failed: {f['file']}: {f['error']}", file=stream)
@@ -208,11 +211,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     def progress(rows: list) -> None:
         bad = sum(not r.ok for r in rows)
-        print(f"  {rows[0].name} {json.dumps(rows[0].params)}: {len(rows) - bad}/{len(rows)} ok", file=sys.stderr, flush=True)
+        head = f"{rows[0].name} {json.dumps(rows[0].params)}"
+        print(f"  {head}: {len(rows) - bad}/{len(rows)} ok", file=sys.stderr, flush=True)
 
     rows = testing.check(names, cache=cache, with_grad=not args.no_grad, providers=args.provider, progress=progress)
     print(testing.format_table(rows))
-    print(f"exports: {len(cache.seconds)} graphs in {sum(cache.seconds.values()):.1f} s; total {time.perf_counter() - t0:.1f} s")
+    total = time.perf_counter() - t0
+    print(f"exports: {len(cache.seconds)} graphs in {sum(cache.seconds.values()):.1f} s; total {total:.1f} s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump([r.__dict__ for r in rows], f, indent=1)
@@ -231,7 +236,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     kwargs = dict(provider=args.provider, repeat=args.repeat, threads=args.threads, grad=args.grad, backends=backends,
                   malloc=args.malloc)
     results = bench.bench(
-        names, parse_dims(args.shape), parse_params(args.param), progress=lambda r: print(bench.summary(r), flush=True), **kwargs
+        names, parse_dims(args.shape), parse_params(args.param),
+        progress=lambda r: print(bench.summary(r), flush=True), **kwargs
     )
     print(bench.format_table(results))
     if args.out:
@@ -249,7 +255,8 @@ def describe_model(path: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(f"no such file: {path}") from None
     except Exception as e:  # protobuf DecodeError and friends
-        raise UserError(f"{path} is not a readable ONNX model: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{path} is not a readable ONNX model: {why}") from None
     if not model.graph.node and not model.graph.input:
         raise UserError(f"{path} is not a readable ONNX model: empty graph")
 

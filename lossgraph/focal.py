@@ -43,7 +43,8 @@ def sigmoid_focal(
     Args:
         logits: float tensor of any shape, typically ``(B, C, H, W)``.
         targets: float tensor of the same shape, values in ``[0, 1]`` (binary labels as floats).
-        alpha, gamma: focal parameters (torchvision defaults 0.25, 2).
+        alpha: weight of the positives, ``1 - alpha`` of the negatives; ``< 0`` disables it (torchvision: 0.25).
+        gamma: focusing exponent (torchvision default 2).
         reduction: ``'none'`` (same shape as logits) | ``'mean'`` | ``'sum'``.
 
     Equivalences: torchvision's ``sigmoid_focal_loss(logits, targets, alpha, gamma, reduction)``

@@ -147,6 +147,7 @@ def lovasz_softmax(
             ``k`` the foreground, as in the reference code.
         per_image: loss per image then mean over images; else one loss over all pixels.
         ignore_index: label value whose pixels are ignored.
+        from_logits: ``probas`` are logits: apply softmax over C (sigmoid when ``C == 1``) first.
 
     Returns:
         Scalar tensor. No class taken (nothing present, all pixels ignored) gives 0, in every image.

@@ -95,7 +95,8 @@ def _smooth_l1(p: torch.Tensor, t: torch.Tensor, beta: float = 1.0) -> torch.Ten
 def _log_clamped(p: torch.Tensor) -> torch.Tensor:
     """``max(log p, -100)`` like ``F.binary_cross_entropy``, with zero (not NaN) gradient at p = 0."""
     pos = p > 0
-    return torch.clamp(torch.where(pos, torch.log(torch.where(pos, p, torch.ones_like(p))), torch.full_like(p, -100.0)), min=-100.0)
+    log_p = torch.log(torch.where(pos, p, torch.ones_like(p)))
+    return torch.clamp(torch.where(pos, log_p, torch.full_like(p, -100.0)), min=-100.0)
 
 
 def _bce(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -106,7 +107,8 @@ def _focal(p: torch.Tensor, t: torch.Tensor, alpha: float, gamma: float) -> torc
     q = 1 - (p * t + (1 - p) * (1 - t))  # 1 - p_t
     # q^γ with a zero (not NaN: 0·q^(γ-1) with γ < 1) gradient where q = 0, i.e. p = t ∈ {0, 1}
     pos = q > 0
-    loss = _bce(p, t) * torch.where(pos, torch.where(pos, q, torch.ones_like(q)) ** gamma, torch.full_like(q, 0.0**gamma))
+    modulation = torch.where(pos, torch.where(pos, q, torch.ones_like(q)) ** gamma, torch.full_like(q, 0.0**gamma))
+    loss = _bce(p, t) * modulation
     if alpha >= 0:
         loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
     return loss
@@ -223,7 +225,8 @@ def _laplacian_parts(pred, target, levels):
     _check(fn, pred, target)
     if int(levels) < 1:
         raise InputError(f"laplacian: levels must be >= 1; got {levels}")
-    check_min_size(fn, "pred", pred, (2, 3), laplacian_min_size(levels), f"a {levels}-level pyramid (reflect padding 2 at the last level)")
+    check_min_size(fn, "pred", pred, (2, 3), laplacian_min_size(levels),
+                   f"a {levels}-level pyramid (reflect padding 2 at the last level)")
     p = to_acc(pred)
     d = p - target.to(p.dtype)
     num = None
@@ -240,7 +243,8 @@ def unknown_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, are
     """L1 on the unknown region: ``Σ|pred - target|·mask · area / (H·W·Σmask)``.
 
     Args:
-        pred, target: alpha mattes ``(B, 1, H, W)`` in ``[0, 1]``.
+        pred: predicted alpha matte ``(B, 1, H, W)`` in ``[0, 1]``.
+        target: ground-truth alpha matte ``(B, 1, H, W)`` in ``[0, 1]``.
         mask: ``(B, 1, H, W)``, 1 on the unknown region of the trimap.
         area: normalising area; ``None`` is ``H·W`` (the masked mean), ``262144`` the source's 512².
 
@@ -256,7 +260,9 @@ def known_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, area:
     return _combine(num, den, _area_scale(pred, area), False)
 
 
-def known_smooth_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, area: float | None = None) -> torch.Tensor:
+def known_smooth_l1(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, area: float | None = None
+) -> torch.Tensor:
     """Smooth L1 (beta 1: ``0.5 d²`` below 1, ``|d| - 0.5`` above) on the known region ``1 - mask``."""
     num, den = _region_parts("known_smooth_l1", pred, target, mask, _smooth_l1, known=True)
     return _combine(num, den, _area_scale(pred, area), False)
@@ -268,7 +274,9 @@ def smooth_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, area
     return _combine(num, den, _area_scale(pred, area), False)
 
 
-def matting_bce(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, area: float | None = None) -> torch.Tensor:
+def matting_bce(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, area: float | None = None
+) -> torch.Tensor:
     """Binary cross-entropy of alpha probabilities on the unknown region (``F.binary_cross_entropy``'s
     elementwise form, logs clamped at -100), normalised like :func:`unknown_l1`."""
     num, den = _region_parts("matting_bce", pred, target, mask, _bce, known=False)
@@ -290,7 +298,9 @@ def matting_focal(
     return _combine(num, den, _area_scale(pred, area), False)
 
 
-def gradient_penalty(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, area: float | None = None) -> torch.Tensor:
+def gradient_penalty(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, area: float | None = None
+) -> torch.Tensor:
     """Sobel gradient loss on the unknown region.
 
     ``(Σ|gx_p - gx_t|·m + Σ|gy_p - gy_t|·m + 0.01 Σ(|gx_p| + |gy_p|)·m) · area / (H·W·Σm)`` with
@@ -462,7 +472,8 @@ class MattingSet(LossModule):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         _check(self.name, pred, target, mask)
-        return {k: (t(pred, target) if isinstance(t, Laplacian) else t(pred, target, mask)) for k, t in self.terms.items()}
+        return {k: (t(pred, target) if isinstance(t, Laplacian) else t(pred, target, mask))
+                for k, t in self.terms.items()}
 
 
 def segmentation_samples(target: torch.Tensor, route: Route = "binary") -> torch.Tensor:

@@ -46,7 +46,8 @@ def _check(fn: str, features: torch.Tensor, labels: torch.Tensor, classes: torch
 
 def _membership(labels: torch.Tensor, num_classes: int | torch.SymInt) -> torch.Tensor:
     """``(N, C)`` bool: ``labels[i] == j``, by comparison with ``arange(C)`` (exports with dynamic C)."""
-    return labels[:, None] == torch.arange(num_classes, device=labels.device)
+    # a SymInt C while exporting keeps C dynamic; torch's stubs admit only int
+    return labels[:, None] == torch.arange(num_classes, device=labels.device)  # type: ignore[arg-type]
 
 
 def center_loss(
@@ -132,7 +133,8 @@ def arcface(
         features: ``(N, D)`` float embeddings (any norm; a zero row gives ``cos θ = 0``).
         labels: ``(N,)`` integer class ids in ``[0, C)``.
         weight: ``(C, D)`` float class weights (any norm).
-        s, m: scale and angular margin in radians (defaults 64, 0.5).
+        s: logit scale (default 64).
+        m: additive angular margin in radians (default 0.5).
         easy_margin: the threshold convention above.
         reduction: ``'none'`` (``(N,)``) | ``'mean'`` | ``'sum'``.
 
@@ -180,8 +182,8 @@ class _ClassTensorLoss(LossModule):
                 raise InputTypeError(f"{self.name}: {self._what}_from='input' needs the {self._what} input (C, D)")
             return given
         if given is not None:
-            raise InputTypeError(f"{self.name}: {self._what} is a parameter of this module ({self._what}_from='parameter'); "
-                            f"pass only features and labels")
+            raise InputTypeError(f"{self.name}: {self._what} is a parameter of this module "
+                                 f"({self._what}_from='parameter'); pass only features and labels")
         own = getattr(self, self._what)
         check_shapes(self.name, [(self._what, own, ("C", "D")), ("features", features, ("N", "D"))])
         return own
@@ -212,7 +214,9 @@ class CenterLoss(_ClassTensorLoss):
                          centers_from=centers_from, seed=int(seed), reduction=reduction)
         self._init_classes(centers_from, num_classes, feat_dim, seed)
 
-    def forward(self, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor | None = None
+    ) -> torch.Tensor:
         p = self._params
         return center_loss(features, labels, self._classes(features, centers), p["lambda_c"], p["reduction"])
 
@@ -245,4 +249,5 @@ class ArcFace(_ClassTensorLoss):
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         p = self._params
-        return arcface(features, labels, self._classes(features, weight), p["s"], p["m"], p["easy_margin"], p["reduction"])
+        classes = self._classes(features, weight)
+        return arcface(features, labels, classes, p["s"], p["m"], p["easy_margin"], p["reduction"])

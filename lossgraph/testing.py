@@ -99,7 +99,8 @@ def torch_eval(
     if gnames:
         target = sum(o.sum() for o in outs.values()) if spec.grad_of is None else outs[spec.grad_of].sum()
         gs = torch.autograd.grad(target, [ts[k] for k in gnames], allow_unused=True)
-        grads = {k: (np.zeros(inputs[k].shape) if g is None else g.detach().double().numpy()) for k, g in zip(gnames, gs)}
+        grads = {k: (np.zeros(inputs[k].shape) if g is None else g.detach().double().numpy())
+                 for k, g in zip(gnames, gs)}
     return {k: v.detach().double().numpy() for k, v in outs.items()}, grads
 
 
@@ -121,6 +122,7 @@ def reference_eval(
 
 
 def case_key(spec: Spec, params: Mapping[str, Any], export_dims: Mapping[str, int], with_grad: bool) -> str:
+    """A short stable key of one exported graph (loss, parameters, export sizes, gradient or not)."""
     blob = json.dumps([spec.name, dict(params), dict(export_dims), with_grad], sort_keys=True)
     import hashlib
 

@@ -1,7 +1,7 @@
-"""Reference Lovász hinge and Lovász-Softmax, from Alg. 1 of Berman et al. (CVPR 2018), in float64.
+r"""Reference Lovász hinge and Lovász-Softmax, from Alg. 1 of Berman et al. (CVPR 2018), in float64.
 
 For one class and one group of pixels: sort the errors in decreasing order (stable), accumulate the
-Jaccard loss ``J_k = 1 - |G \\ S_k| / |G ∪ S_k|`` of the top-k set ``S_k`` and take the increments
+Jaccard loss ``J_k = 1 - |G \ S_k| / |G ∪ S_k|`` of the top-k set ``S_k`` and take the increments
 ``g_k = J_k - J_{k-1}``; the loss is ``Σ e_(k) g_k`` and its (sub)gradient with respect to the error
 of pixel ``π_k`` is ``g_k`` (the increments permuted back). Ignored pixels are removed.
 """

@@ -503,7 +503,8 @@ def segmentation_samples(
     route: Route = "binary",
 ) -> np.ndarray:
     """Bool ``(B,)``: ``binary`` — all values in {0, 1}; ``constant`` — all 0 or all 1."""
-    t = np.asarray(target).reshape(len(target), -1)
+    t = np.asarray(target)
+    t = t.reshape(len(t), -1)
     if route == "binary":
         return np.all((t == 0) | (t == 1), axis=1)
     return np.all(t == 0, axis=1) | np.all(t == 1, axis=1)

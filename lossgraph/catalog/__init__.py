@@ -142,7 +142,8 @@ class Spec:
         unknown = sorted(set(params) - set(self.params))
         if unknown:
             raise InputError(
-                f"{self.name}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(self.params)) or 'none'}"
+                f"{self.name}: unknown parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(self.params)) or 'none'}"
             )
         return {**self.params, **params}
 
@@ -276,4 +277,5 @@ def get(name: str) -> Spec:
 
 
 def specs() -> list[Spec]:
+    """Every spec, in name order."""
     return [_all()[n] for n in names()]

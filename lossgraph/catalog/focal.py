@@ -28,7 +28,8 @@ SPECS = [
             Case({}, {"B": 2, "C": 3, "H": 6, "W": 7}, _RUN),
             Case({"alpha": -1.0, "gamma": 0.5, "reduction": "none"}, {"B": 2, "C": 3, "H": 6, "W": 7}, _RUN),
         ),
-        grid=[{"alpha": a, "gamma": g, "reduction": r} for a in (0.25, -1.0) for g in (0.0, 2.0) for r in ("none", "mean", "sum")],
+        grid=[{"alpha": a, "gamma": g, "reduction": r}
+              for a in (0.25, -1.0) for g in (0.0, 2.0) for r in ("none", "mean", "sum")],
         bench_dims={"B": 8, "C": 21, "H": 256, "W": 256},
         description="Sigmoid focal loss (torchvision formula)",
     ),

@@ -108,7 +108,8 @@ SPECS = [
     _masked("matting_focal", "MattingFocal", "Focal BCE of alpha probabilities, unknown region",
             params={"alpha": 0.25, "gamma": 2.0, "area": None},
             cases=(Case({}, _EXPORT, _RUN), Case({"alpha": -1.0, "gamma": 0.5, "area": AREA_512}, _EXPORT, _RUN)),
-            grid=[{"alpha": a, "gamma": g, "area": ar} for a in (0.25, -1.0) for g in (0.0, 2.0) for ar in (None, AREA_512)]),
+            grid=[{"alpha": a, "gamma": g, "area": ar}
+                  for a in (0.25, -1.0) for g in (0.0, 2.0) for ar in (None, AREA_512)]),
     _masked("gradient_penalty", "GradientPenalty", "Sobel gradient L1 + 0.01 |grad pred| on the unknown region"),
     Spec(
         name="laplacian",
