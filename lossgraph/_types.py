@@ -6,7 +6,8 @@ A type checker flags ``reduction="avg"``; at run time the functions still check 
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from numpy.typing import ArrayLike
 
