@@ -32,3 +32,27 @@ def test_old_names_warn_and_resolve(old, new):
         assert getattr(lg, old) is getattr(lg, new)
     with pytest.warns(DeprecationWarning):
         assert getattr(modules, old) is getattr(modules, new)
+
+
+def _public_functions():
+    import inspect
+
+    from lossgraph import boxes, functional, reference
+
+    seen = {}
+    for module in (functional, reference, boxes):
+        for name in getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj) and obj.__module__.startswith("lossgraph"):
+                seen[f"{obj.__module__}.{name}"] = obj
+    return sorted(seen.items())
+
+
+@pytest.mark.parametrize("qualname,fn", _public_functions(), ids=lambda v: v if isinstance(v, str) else "")
+def test_public_functions_are_annotated(qualname, fn):
+    """Every parameter and the return of the functional forms, box functions and reference functions."""
+    import inspect
+
+    sig = inspect.signature(fn)
+    missing = [p.name for p in sig.parameters.values() if p.annotation is inspect.Parameter.empty]
+    assert not missing and sig.return_annotation is not inspect.Signature.empty, (qualname, missing)
