@@ -194,7 +194,7 @@ def to_onnx(
     if name is None or not hasattr(loss, "params"):
         raise InputTypeError(f"to_onnx: loss must be a lossgraph module (spec.build(...)); got {type(loss).__name__}")
     spec = catalog.get(name)
-    params = loss.params
+    params: Mapping[str, Any] = loss.params  # type: ignore[assignment]  # LossModule.params, a dict
     ins = spec.input_specs(params)
     outs = spec.output_names(params)
     opset = DEFAULT_OPSET if opset is None else opset
@@ -208,7 +208,7 @@ def to_onnx(
         missing = [i.name for i in ins if i.name not in example_inputs]
         if missing:
             raise InputError(f"to_onnx: {name}: example_inputs lacks {', '.join(missing)}")
-        args = [example_inputs[i.name] for i in ins]
+        given = [example_inputs[i.name] for i in ins]
     else:
         args = list(example_inputs)
         if len(args) != len(ins):
@@ -259,6 +259,7 @@ def to_onnx(
             optimize=True,
             verbose=False,
         )
+    assert program is not None  # dynamo=True always returns a program
     model = program.model_proto
     written = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if written != opset:
@@ -284,8 +285,14 @@ def _name_derived_dims(model: onnx.ModelProto, ins: Sequence[catalog.Input]) -> 
 
 @contextlib.contextmanager
 def _quiet():
-    """Silence the exporter's progress prints, warnings and torchvision notices."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    """Silence the exporter's progress prints, warnings and torchvision notices.
+
+    ``onnx_ir`` is among them: onnxscript's ``aten_index_put`` lowering (ArcFace's gradient graph)
+    builds ``Constant(value_ints=[])``, and onnx_ir logs "Attribute type is ambiguous because it is
+    an empty sequence ... Defaulted to INTS" for it, INTS being the right type there.
+    """
+    names = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")
+    loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)

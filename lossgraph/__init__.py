@@ -24,7 +24,7 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module(f"{__name__}.{name}")
     if name[:1].isupper():
         modules = importlib.import_module(f"{__name__}.modules")
-        if name in modules.__all__:
+        if name in modules.__all__ or name in modules.RENAMED:
             return getattr(modules, name)
     raise AttributeError(f"module 'lossgraph' has no attribute {name!r}")
 

@@ -53,7 +53,8 @@ def check_shapes(
             want = tuple(first.shape)
             if shape != want:
                 raise InputError(
-                    f"{fn}: {name} must have the same shape as {first_name}; got {fmt_shape(shape)} and {fmt_shape(want)}"
+                    f"{fn}: {name} must have the same shape as {first_name}; "
+                    f"got {fmt_shape(shape)} and {fmt_shape(want)}"
                 )
             continue
         clash = len(shape) != len(sym)

@@ -10,6 +10,7 @@ from torch import nn
 
 from ._params import check_params
 from ._checks import InputError, InputTypeError, check_choice, check_dtype, check_labels, check_shapes, check_unit_interval
+from ._types import Reduction
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -50,7 +51,7 @@ def safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
-def reduce(loss: torch.Tensor, reduction: str, fn: str) -> torch.Tensor:
+def reduce(loss: torch.Tensor, reduction: Reduction, fn: str) -> torch.Tensor:
     """Apply ``reduction`` ('none' | 'mean' | 'sum') the torchvision way.
 
     The sum accumulates in float64 (result in the loss's dtype): onnxruntime's float32 ReduceMean
@@ -185,7 +186,9 @@ def softmax_c(x: torch.Tensor) -> torch.Tensor:
     return e / e.sum(1, keepdim=True)
 
 
-def log_softmax_at_labels(x: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def log_softmax_at_labels(
+    x: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log p_y (B, H, W), safe labels)`` for logits ``x (B, C, H, W)``; ignored pixels read class 0.
 
     ``z_y - log Σ exp(z)`` with ``z = x - max_C x``: reductions over C and one GatherElements (not

@@ -37,7 +37,7 @@ def check_levels(
             f"{fn}: cls, centerness and regression need the same number (>= 1) of levels; "
             f"got {len(cls_logits)}, {len(cnt_logits)} and {len(reg_preds)}"
         )
-    named = []
+    named: list[tuple[str, Any, tuple[str | int, ...]]] = []
     for k in range(levels):
         h, w = f"H{k}", f"W{k}"
         named += [(f"cls_{k}", cls_logits[k], ("B", "C", h, w)), (f"cnt_{k}", cnt_logits[k], ("B", 1, h, w)),

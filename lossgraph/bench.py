@@ -257,7 +257,7 @@ def set_threads(threads: int | None) -> int:
 
     if threads is not None:
         # Numba first: starting its threading layer resets the OpenMP thread count torch reads
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
         torch.set_num_threads(threads)
     return torch.get_num_threads()
 
@@ -508,7 +508,7 @@ def plot(results: Sequence[Result], path: str) -> None:
     height = 0.8 / len(BACKENDS)
     fig, ax = plt.subplots(figsize=(9.0, 0.42 * len(results) + 1.6))
     for k, b in enumerate(BACKENDS):
-        timed = [(i, r.median(b) * 1e3) for i, r in enumerate(results) if r.median(b)]  # only bars that exist
+        timed = [(i, m * 1e3) for i, r in enumerate(results) if (m := r.median(b))]  # only bars that exist
         if timed:
             rows, vals = zip(*timed)
             ax.barh(np.array(rows) + (k - (len(BACKENDS) - 1) / 2) * height, vals, height, label=b, color=f"C{k}")

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import math
 
+from typing import Literal
+
 import torch
 
 from ._checks import check_choice, check_dtype, check_shapes
 from ._functional import LossModule, reduce, safe_div, to_acc
+from ._types import BoxKind, Output, Reduction
 
 KINDS = ("iou", "giou", "diou", "ciou")
 OUTPUTS = ("loss", "value")
@@ -68,7 +71,7 @@ def _overlap_terms(a: Coords, b: Coords, eps: float) -> dict[str, torch.Tensor]:
     return {"union": union, "iou": inter / (union + eps), "cw": cw, "ch": ch}
 
 
-def _value(kind: str, a: Coords, b: Coords, eps: float) -> torch.Tensor:
+def _value(kind: BoxKind, a: Coords, b: Coords, eps: float) -> torch.Tensor:
     """IoU / GIoU / DIoU / CIoU of boxes given as broadcastable coordinate tensors ``(x1, y1, x2, y2)``."""
     t = _overlap_terms(a, b, eps)
     iou = t["iou"]
@@ -96,12 +99,12 @@ def _coords(boxes: torch.Tensor) -> Coords:
 
 
 def box_loss(
-    kind: str,
+    kind: BoxKind,
     boxes1: torch.Tensor,
     boxes2: torch.Tensor,
     pairwise: bool = False,
-    output: str = "loss",
-    reduction: str = "none",
+    output: Output = "loss",
+    reduction: Reduction = "none",
     eps: float = 1e-7,
     fn: str | None = None,
 ) -> torch.Tensor:
@@ -115,6 +118,7 @@ def box_loss(
         output: ``'loss'`` (``1 - value``, torchvision's ``*_box_iou_loss``) or ``'value'``.
         reduction: ``'none' | 'mean' | 'sum'`` over the ``(N,)`` or ``(N, M)`` result.
         eps: added to the denominators, as in torchvision.
+        fn: the name error messages give (default: ``kind``).
 
     Returns ``(N,)`` / ``(N, M)`` for ``reduction='none'``, else a scalar; empty ``N`` gives an empty
     tensor (``'mean'`` of nothing is NaN, as in torch).
@@ -132,7 +136,14 @@ def box_loss(
     return reduce(1 - value if output == "loss" else value, reduction, fn)
 
 
-def box_iou(boxes1, boxes2, pairwise=False, output="loss", reduction="none", eps=1e-7):
+def box_iou(
+    boxes1: torch.Tensor,
+    boxes2: torch.Tensor,
+    pairwise: bool = False,
+    output: Output = "loss",
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+) -> torch.Tensor:
     """IoU ``I / (U + eps)`` of xyxy boxes, or ``1 - IoU``; see :func:`box_loss`.
 
     ``output='value', pairwise=True`` equals ``torchvision.ops.box_iou`` up to ``eps``.
@@ -145,19 +156,43 @@ def box_iou(boxes1, boxes2, pairwise=False, output="loss", reduction="none", eps
     return box_loss("iou", boxes1, boxes2, pairwise, output, reduction, eps, fn="box_iou")
 
 
-def giou(boxes1, boxes2, pairwise=False, output="loss", reduction="none", eps=1e-7):
+def giou(
+    boxes1: torch.Tensor,
+    boxes2: torch.Tensor,
+    pairwise: bool = False,
+    output: Output = "loss",
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+) -> torch.Tensor:
     """Generalized IoU (Rezatofighi et al. 2019); loss equals ``torchvision.ops.generalized_box_iou_loss``."""
     return box_loss("giou", boxes1, boxes2, pairwise, output, reduction, eps)
 
 
-def diou(boxes1, boxes2, pairwise=False, output="loss", reduction="none", eps=1e-7):
+def diou(
+    boxes1: torch.Tensor,
+    boxes2: torch.Tensor,
+    pairwise: bool = False,
+    output: Output = "loss",
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+) -> torch.Tensor:
     """Distance IoU (Zheng et al. 2020); loss equals ``torchvision.ops.distance_box_iou_loss``."""
     return box_loss("diou", boxes1, boxes2, pairwise, output, reduction, eps)
 
 
-def ciou(boxes1, boxes2, pairwise=False, output="loss", reduction="none", eps=1e-7):
+def ciou(
+    boxes1: torch.Tensor,
+    boxes2: torch.Tensor,
+    pairwise: bool = False,
+    output: Output = "loss",
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+) -> torch.Tensor:
     """Complete IoU (Zheng et al. 2020); loss equals ``torchvision.ops.complete_box_iou_loss``
-    (value and gradient: ``α`` is constant there too) wherever torchvision's is finite."""
+    (value and gradient: ``α`` is constant there too) wherever torchvision's is finite.
+
+    The torchvision claims of this module are tested against its published formulas
+    (``tests/test_boxes.py``): torchvision cannot be imported beside the pinned CPU torch."""
     return box_loss("ciou", boxes1, boxes2, pairwise, output, reduction, eps)
 
 
@@ -180,7 +215,7 @@ def ltrb_iou_terms(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tens
     return safe_div(overlap, union), union, enclosing
 
 
-def ltrb_iou_loss(pred: torch.Tensor, target: torch.Tensor, mode: str = "giou") -> torch.Tensor:
+def ltrb_iou_loss(pred: torch.Tensor, target: torch.Tensor, mode: Literal["iou", "giou"] = "giou") -> torch.Tensor:
     """Elementwise FCOS regression loss on ``(..., 4)`` ltrb distances: ``(...)``.
 
     ``mode='iou'``: ``-log(max(IoU, 1e-6))`` (UnitBox); ``mode='giou'``: ``1 - GIoU`` with
@@ -197,9 +232,11 @@ def ltrb_iou_loss(pred: torch.Tensor, target: torch.Tensor, mode: str = "giou") 
 
 
 class _BoxLoss(LossModule):
-    kind: str
+    kind: BoxKind
 
-    def __init__(self, pairwise: bool = False, output: str = "loss", reduction: str = "none", eps: float = 1e-7) -> None:
+    def __init__(
+        self, pairwise: bool = False, output: Output = "loss", reduction: Reduction = "none", eps: float = 1e-7
+    ) -> None:
         super().__init__(pairwise=bool(pairwise), output=output, reduction=reduction, eps=float(eps))
 
     def forward(self, boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:

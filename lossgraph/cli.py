@@ -70,7 +70,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     model = to_onnx(module, example, args.output, opset=args.opset, with_grad=args.with_grad)
     outs = [o.name for o in model.graph.output]
-    print(f"wrote {args.output}: {spec.name} {json.dumps(params)} -> {', '.join(outs)} ({time.perf_counter() - t0:.1f} s)")
+    took = time.perf_counter() - t0
+    print(f"wrote {args.output}: {spec.name} {json.dumps(params)} -> {', '.join(outs)} ({took:.1f} s)")
     return 0
 
 
@@ -273,11 +274,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     def progress(rows: list) -> None:
         bad = sum(not r.ok for r in rows)
-        print(f"  {rows[0].name} {json.dumps(rows[0].params)}: {len(rows) - bad}/{len(rows)} ok", file=sys.stderr, flush=True)
+        head = f"{rows[0].name} {json.dumps(rows[0].params)}"
+        print(f"  {head}: {len(rows) - bad}/{len(rows)} ok", file=sys.stderr, flush=True)
 
     rows = testing.check(names, cache=cache, with_grad=not args.no_grad, providers=args.provider, progress=progress)
     print(testing.format_table(rows))
-    print(f"exports: {len(cache.seconds)} graphs in {sum(cache.seconds.values()):.1f} s; total {time.perf_counter() - t0:.1f} s")
+    total = time.perf_counter() - t0
+    print(f"exports: {len(cache.seconds)} graphs in {sum(cache.seconds.values()):.1f} s; total {total:.1f} s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump([r.__dict__ for r in rows], f, indent=1)
@@ -300,7 +303,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         kwargs["graphs"] = GraphCache(args.graphs, reuse=True)
     results = bench.bench(
-        names, parse_dims(args.shape), parse_params(args.param), progress=lambda r: print(bench.summary(r), flush=True), **kwargs
+        names, parse_dims(args.shape), parse_params(args.param),
+        progress=lambda r: print(bench.summary(r), flush=True), **kwargs
     )
     print(bench.format_table(results))
     if args.out:
@@ -318,7 +322,8 @@ def describe_model(path: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(f"no such file: {path}") from None
     except Exception as e:  # protobuf DecodeError and friends
-        raise UserError(f"{path} is not a readable ONNX model: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{path} is not a readable ONNX model: {why}") from None
     if not model.graph.node and not model.graph.input:
         raise UserError(f"{path} is not a readable ONNX model: empty graph")
 
@@ -384,7 +389,8 @@ def _summary_options(s: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lossgraph", description=__doc__.splitlines()[0])
+    # the module docstring's first line, without its RST markup (help is plain text)
+    p = argparse.ArgumentParser(prog="lossgraph", description=__doc__.splitlines()[0].replace("``", ""))
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("list", help="list the catalog")

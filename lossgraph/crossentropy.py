@@ -24,6 +24,7 @@ from ._functional import (
 )
 from .dice import dice
 from .focal import bce_with_logits
+from ._types import Reduction
 
 
 def binary_xloss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
@@ -59,7 +60,7 @@ def cross_entropy(
     labels: torch.Tensor,
     ignore_index: int | None = 255,
     weight: Sequence[float] | None = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """Multi-class cross-entropy ``-w_y log softmax(x)_y`` with ignored pixels and class weights.
 
@@ -131,7 +132,7 @@ def ce_dice(
     return cross_entropy(logits, labels, ignore_index, weight) + dice(logits, labels, smooth, ignore_index)
 
 
-class BinaryXloss(LossModule):
+class BinaryXLoss(LossModule):
     """Module form of :func:`binary_xloss`; ``forward(logits (B,H,W), labels (B,H,W)) -> scalar``."""
 
     name = "binary_xloss"
@@ -149,7 +150,7 @@ class CrossEntropy(LossModule):
     name = "cross_entropy"
 
     def __init__(
-        self, ignore_index: int | None = 255, weight: Sequence[float] | None = None, reduction: str = "mean"
+        self, ignore_index: int | None = 255, weight: Sequence[float] | None = None, reduction: Reduction = "mean"
     ) -> None:
         weight = None if weight is None else [float(w) for w in weight]
         super().__init__(ignore_index=ignore_index, weight=weight, reduction=reduction)
@@ -158,7 +159,7 @@ class CrossEntropy(LossModule):
         return cross_entropy(logits, labels, **self._params)
 
 
-class CeDice(LossModule):
+class CEDice(LossModule):
     """Module form of :func:`ce_dice`; ``forward(logits (B,C,H,W), labels (B,H,W)) -> scalar``."""
 
     name = "ce_dice"

@@ -40,7 +40,16 @@ def dice(
     bug fixed; its ignore handling, which relabels ignored pixels as the smallest label, replaced by
     masking). segmentation_models_pytorch's ``DiceLoss("multiclass")`` defaults
     (``from_logits=True, smooth=0, log_loss=False``, any ``ignore_index``) are
-    ``per_class=True, smooth=0``.
+    ``per_class=True, smooth=0`` (its published formula; ``tests/test_dice.py``). MONAI's
+    ``DiceLoss(softmax=True, to_onehot_y=True, batch=True, smooth_nr=s, smooth_dr=s,
+    squared_pred=q, ignore_index=i)`` (labels as ``(B, 1, H, W)``) is ``per_class=True, smooth=s,
+    squared=q`` when every class occurs in the valid labels; a class absent from them counts
+    ``1 - s / (Σp_c + s)`` there, 0 here. kornia's ``dice_loss(average="micro", eps=0,
+    ignore_index=i)`` is one Dice per image averaged over the batch: the mean over images of
+    ``dice(image, smooth=0)`` (equal to this for ``B = 1``; an all-ignored image counts 1 there, 0
+    here); its ``"macro"`` averages over the classes present, so for one image it is
+    ``per_class=True, smooth=0`` times ``C / present``. Tested: ``tests/test_anchors_monai.py``,
+    ``tests/test_anchors_kornia.py``.
 
     Example:
         >>> x = torch.tensor([[[[9.0]], [[-9.0]]]]); y = torch.tensor([[[0]]])

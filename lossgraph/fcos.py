@@ -16,7 +16,7 @@ negative locations never reach the loss or its gradient (they are replaced befor
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 
@@ -45,7 +45,7 @@ def fcos(
     reg_targets: torch.Tensor,
     alpha: float = 0.25,
     gamma: float = 2.0,
-    reg_loss: str = "giou",
+    reg_loss: Literal["iou", "giou"] = "giou",
     add_centerness: bool = True,
 ) -> dict[str, torch.Tensor]:
     """FCOS classification, centerness and regression losses (module docstring for the formulas).
@@ -58,7 +58,8 @@ def fcos(
             in level order, row-major within a level.
         cnt_targets: ``(B, N, 1)`` centerness in [0, 1] at positives, -1 at negatives.
         reg_targets: ``(B, N, 4)`` target ltrb distances (any value at negatives).
-        alpha, gamma: focal parameters (the notebook's 0.25, 2).
+        alpha: focal weight of the positives (the notebook's 0.25).
+        gamma: focal exponent (the notebook's 2).
         reg_loss: ``'giou'`` (the notebook's default) or ``'iou'`` (``-log IoU``).
         add_centerness: include ``cnt`` in ``total``.
 
@@ -101,7 +102,12 @@ class FCOS(LossModule):
     name = "fcos"
 
     def __init__(
-        self, levels: int = 5, alpha: float = 0.25, gamma: float = 2.0, reg_loss: str = "giou", add_centerness: bool = True
+        self,
+        levels: int = 5,
+        alpha: float = 0.25,
+        gamma: float = 2.0,
+        reg_loss: Literal["iou", "giou"] = "giou",
+        add_centerness: bool = True,
     ) -> None:
         if int(levels) < 1:
             raise InputError(f"fcos: levels must be >= 1; got {levels}")
@@ -120,4 +126,5 @@ class FCOS(LossModule):
             raise InputError(f"fcos: takes {3 * n + 3} inputs for {n} levels ({', '.join(self.input_names())}); "
                              f"got {len(inputs)}")
         p = {k: v for k, v in self._params.items() if k != "levels"}
-        return fcos(inputs[:n], inputs[n:2 * n], inputs[2 * n:3 * n], *inputs[3 * n:], **p)
+        cls_targets, cnt_targets, reg_targets = inputs[3 * n:]
+        return fcos(inputs[:n], inputs[n:2 * n], inputs[2 * n:3 * n], cls_targets, cnt_targets, reg_targets, **p)

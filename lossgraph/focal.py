@@ -20,6 +20,7 @@ from ._functional import (
     to_acc,
     valid_mask,
 )
+from ._types import Reduction
 
 
 def bce_with_logits(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -32,7 +33,7 @@ def sigmoid_focal(
     targets: torch.Tensor,
     alpha: float = 0.25,
     gamma: float = 2.0,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """Sigmoid focal loss, torchvision's ``sigmoid_focal_loss`` formula.
 
@@ -43,10 +44,17 @@ def sigmoid_focal(
     Args:
         logits: float tensor of any shape, typically ``(B, C, H, W)``.
         targets: float tensor of the same shape, values in ``[0, 1]`` (binary labels as floats).
-        alpha, gamma: focal parameters (torchvision defaults 0.25, 2).
+        alpha: weight of the positives, ``1 - alpha`` of the negatives; ``< 0`` disables it (torchvision: 0.25).
+        gamma: focusing exponent (torchvision default 2).
         reduction: ``'none'`` (same shape as logits) | ``'mean'`` | ``'sum'``.
 
-    Equals ``torchvision.ops.sigmoid_focal_loss(logits, targets, alpha, gamma, reduction)``.
+    Equivalences: torchvision's ``sigmoid_focal_loss(logits, targets, alpha, gamma, reduction)``
+    (its published formula; ``tests/test_focal.py``). On 0/1 targets, kornia's
+    ``binary_focal_loss_with_logits(logits, targets, alpha, gamma, reduction)`` (``alpha=None`` for
+    ``alpha < 0``) and MONAI's ``FocalLoss(use_softmax=False, gamma=gamma, alpha=alpha)`` with
+    ``reduction`` ``'mean'`` or ``'none'``. Differences: for soft targets kornia computes
+    ``t · FL(x, 1) + (1 - t) · FL(x, 0)``; MONAI's ``'sum'`` is the sum over ``(B, C)`` of the spatial
+    means. Tested: ``tests/test_anchors_kornia.py``, ``tests/test_anchors_monai.py``.
 
     Example:
         >>> x = torch.tensor([[-2.0, 3.0]]); t = torch.tensor([[0.0, 1.0]])
@@ -74,7 +82,7 @@ class SigmoidFocal(LossModule):
 
     name = "sigmoid_focal"
 
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean") -> None:
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: Reduction = "mean") -> None:
         super().__init__(alpha=float(alpha), gamma=float(gamma), reduction=reduction)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -87,7 +95,7 @@ def focal(
     gamma: float = 2.0,
     alpha: float | Sequence[float] | None = None,
     ignore_index: int | None = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """Multi-class softmax focal loss ``-α_y (1 - p_y)^γ log p_y`` with ``p = softmax(logits)``.
 
@@ -109,6 +117,13 @@ def focal(
     Equivalences: ``alpha=None`` is the common ``FocalLoss(gamma, alpha=None, size_average=True)``
     (clcarwin) value; a scalar ``alpha`` there builds ``[α, 1-α]`` (C = 2), here ``[α, 1-α, ...]``
     for any C. With ``gamma=0, alpha=None`` it equals ``cross_entropy(..., reduction)``.
+    kornia's ``focal_loss(logits, labels, alpha=a, gamma, reduction, ignore_index=i)`` and MONAI's
+    ``FocalLoss(use_softmax=True, to_onehot_y=True, gamma, alpha=a, ignore_index=i)`` (labels as
+    ``(B, 1, H, W)``) weight class 0 by ``1 - a`` and the others by ``a``: they are ``alpha=1 - a``
+    here, for ``'sum'`` (kornia), ``'none'`` summed over their class axis (both) and ``'mean'``
+    (MONAI with ``ignore_index``). Differences: kornia's ``'mean'`` and MONAI's ``'mean'`` without
+    ``ignore_index`` divide by ``B·C·H·W`` (``C`` times the pixels); MONAI's ``'sum'`` is the sum over
+    images of each image's mean. Tested: ``tests/test_anchors_kornia.py``, ``tests/test_anchors_monai.py``.
 
     Example:
         >>> x = torch.zeros(1, 2, 1, 1); y = torch.tensor([[[1]]])
@@ -150,7 +165,7 @@ class Focal(LossModule):
         gamma: float = 2.0,
         alpha: float | Sequence[float] | None = None,
         ignore_index: int | None = None,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
     ) -> None:
         if alpha is not None:
             alpha = float(alpha) if isinstance(alpha, (int, float)) else [float(a) for a in alpha]

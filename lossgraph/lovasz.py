@@ -9,12 +9,11 @@ cumulative counts (exact in float32, unlike ``1 - I/U`` differences).
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 
 from ._checks import check_dtype, check_shapes, InputError
 from ._functional import LossModule, as_labels, check_unit, is_tracing, safe_div, softmax_c, to_acc
+from ._types import Classes
 
 CLASSES = ("present", "all")
 
@@ -95,6 +94,10 @@ def lovasz_hinge(
     Returns:
         Scalar tensor (float32 for fp16/bf16 input).
 
+    Equivalences: Berman's ``lovasz_hinge(logits, labels, per_image, ignore)``; kornia's
+    ``lovasz_hinge_loss(logits[:, None], labels)`` is the default ``per_image=True`` (kornia has no
+    ignore label: with one, this equals kornia on each image's valid pixels).
+
     Example:
         >>> logits = torch.randn(2, 5, 7); labels = torch.randint(0, 2, (2, 5, 7))
         >>> lovasz_hinge(logits, labels).shape
@@ -124,7 +127,7 @@ def lovasz_hinge(
 def lovasz_softmax(
     probas: torch.Tensor,
     labels: torch.Tensor,
-    classes: str | Sequence[int] = "present",
+    classes: Classes = "present",
     per_image: bool = False,
     ignore_index: int | None = None,
     from_logits: bool = False,
@@ -144,13 +147,16 @@ def lovasz_softmax(
             ``k`` the foreground, as in the reference code.
         per_image: loss per image then mean over images; else one loss over all pixels.
         ignore_index: label value whose pixels are ignored.
+        from_logits: ``probas`` are logits: apply softmax over C (sigmoid when ``C == 1``) first.
 
     Returns:
         Scalar tensor. No class taken (nothing present, all pixels ignored) gives 0, in every image.
 
     Equivalences: Berman's ``lovasz_softmax(probas, labels, classes, per_image, ignore)`` for every
-    option (his all-ignored batch returns an empty tensor; here 0). kornia's ``lovasz_softmax_loss``
-    is ``from_logits=True, per_image=True, classes="all"``.
+    option (his all-ignored batch returns an empty tensor; here 0). kornia's (>= 0.9)
+    ``lovasz_softmax_loss(logits, labels)`` is ``from_logits=True, per_image=True, classes="all"``;
+    kornia has no ``ignore_index`` (with one, this equals kornia on each image's valid pixels) and
+    its ``weight`` has no counterpart here. Tested: ``tests/test_anchors_kornia.py``.
 
     Example:
         >>> probas = torch.randn(2, 3, 5, 7).softmax(1); labels = torch.randint(0, 3, (2, 5, 7))
@@ -254,7 +260,7 @@ class LovaszSoftmax(LossModule):
 
     def __init__(
         self,
-        classes: str | Sequence[int] = "present",
+        classes: Classes = "present",
         per_image: bool = False,
         ignore_index: int | None = None,
         from_logits: bool = False,

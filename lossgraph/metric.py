@@ -20,6 +20,7 @@ from torch import nn
 from ._checks import check_choice, check_dtype, check_shapes, InputTypeError
 from ._functional import LossModule, as_labels, reduce, to_acc
 from ._seeded import seeded_normal
+from ._types import Reduction
 
 FROM = ("parameter", "input")
 
@@ -46,7 +47,8 @@ def _check(fn: str, features: torch.Tensor, labels: torch.Tensor, classes: torch
 
 def _membership(labels: torch.Tensor, num_classes: int | torch.SymInt) -> torch.Tensor:
     """``(N, C)`` bool: ``labels[i] == j``, by comparison with ``arange(C)`` (exports with dynamic C)."""
-    return labels[:, None] == torch.arange(num_classes, device=labels.device)
+    # a SymInt C while exporting keeps C dynamic; torch's stubs admit only int
+    return labels[:, None] == torch.arange(num_classes, device=labels.device)  # type: ignore[arg-type]
 
 
 def center_loss(
@@ -54,7 +56,7 @@ def center_loss(
     labels: torch.Tensor,
     centers: torch.Tensor,
     lambda_c: float = 1.0,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """Center loss with per-class batch counts.
 
@@ -109,7 +111,7 @@ def arcface(
     s: float = 64.0,
     m: float = 0.5,
     easy_margin: bool = False,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """ArcFace (additive angular margin) softmax cross-entropy.
 
@@ -132,7 +134,8 @@ def arcface(
         features: ``(N, D)`` float embeddings (any norm; a zero row gives ``cos θ = 0``).
         labels: ``(N,)`` integer class ids in ``[0, C)``.
         weight: ``(C, D)`` float class weights (any norm).
-        s, m: scale and angular margin in radians (defaults 64, 0.5).
+        s: logit scale (default 64).
+        m: additive angular margin in radians (default 0.5).
         easy_margin: the threshold convention above.
         reduction: ``'none'`` (``(N,)``) | ``'mean'`` | ``'sum'``.
 
@@ -180,8 +183,8 @@ class _ClassTensorLoss(LossModule):
                 raise InputTypeError(f"{self.name}: {self._what}_from='input' needs the {self._what} input (C, D)")
             return given
         if given is not None:
-            raise InputTypeError(f"{self.name}: {self._what} is a parameter of this module ({self._what}_from='parameter'); "
-                            f"pass only features and labels")
+            raise InputTypeError(f"{self.name}: {self._what} is a parameter of this module "
+                                 f"({self._what}_from='parameter'); pass only features and labels")
         own = getattr(self, self._what)
         check_shapes(self.name, [(self._what, own, ("C", "D")), ("features", features, ("N", "D"))])
         return own
@@ -206,13 +209,15 @@ class CenterLoss(_ClassTensorLoss):
         lambda_c: float = 1.0,
         centers_from: str = "parameter",
         seed: int = 0,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
     ) -> None:
         super().__init__(num_classes=int(num_classes), feat_dim=int(feat_dim), lambda_c=float(lambda_c),
                          centers_from=centers_from, seed=int(seed), reduction=reduction)
         self._init_classes(centers_from, num_classes, feat_dim, seed)
 
-    def forward(self, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor | None = None
+    ) -> torch.Tensor:
         p = self._params
         return center_loss(features, labels, self._classes(features, centers), p["lambda_c"], p["reduction"])
 
@@ -237,7 +242,7 @@ class ArcFace(_ClassTensorLoss):
         easy_margin: bool = False,
         weight_from: str = "parameter",
         seed: int = 0,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
     ) -> None:
         super().__init__(num_classes=int(num_classes), feat_dim=int(feat_dim), s=float(s), m=float(m),
                          easy_margin=bool(easy_margin), weight_from=weight_from, seed=int(seed), reduction=reduction)
@@ -245,4 +250,5 @@ class ArcFace(_ClassTensorLoss):
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         p = self._params
-        return arcface(features, labels, self._classes(features, weight), p["s"], p["m"], p["easy_margin"], p["reduction"])
+        classes = self._classes(features, weight)
+        return arcface(features, labels, classes, p["s"], p["m"], p["easy_margin"], p["reduction"])

@@ -55,7 +55,10 @@ def iou_binary(
         float32 scalar in ``[0, 100]``. All pixels ignored gives ``100 · empty``.
 
     Equals ``iou_binary(logits > threshold, labels, EMPTY=empty, ignore=ignore_index, per_image)``
-    of Berman's ``lovasz_losses.py``.
+    of Berman's ``lovasz_losses.py``. With ``per_image=False``, ``iou_binary(...) / 100`` of
+    probabilities is torchmetrics' ``BinaryJaccardIndex(threshold, ignore_index, zero_division=empty)``
+    (of logits: ``threshold=0`` here, torchmetrics' 0.5, which applies the sigmoid itself).
+    Tested: ``tests/test_anchors_torchmetrics.py``.
 
     Example:
         >>> round(float(iou_binary(torch.tensor([[[1.0, 1.0, -1.0]]]), torch.tensor([[[1, 0, 1]]]))), 4)
@@ -98,7 +101,12 @@ def iou(
         its output; here its entry is 0, so the output keeps shape ``(C,)``.
 
     Equals ``iou(argmax(logits, 1), labels, C, EMPTY=empty, ignore=ignore_index, per_image)`` of
-    Berman's ``lovasz_losses.py`` (for ``ignore_index`` outside ``[0, C)``).
+    Berman's ``lovasz_losses.py`` (for ``ignore_index`` outside ``[0, C)``). With ``per_image=False``,
+    ``iou(...) / 100`` is torchmetrics' ``MulticlassJaccardIndex(C, average="none", ignore_index,
+    zero_division=empty)``, also accumulated over batches (``update`` per batch: the dataset IoU).
+    torchmetrics' ``MeanIoU(per_class=True)`` averages each class over the images where its union is
+    not empty, ``per_image=True`` over all images (an empty union counts ``empty``).
+    Tested: ``tests/test_anchors_torchmetrics.py``.
 
     Example:
         >>> x = torch.tensor([[[[2.0, 0.0]], [[0.0, 2.0]]]]); y = torch.tensor([[[0, 0]]])
@@ -162,7 +170,7 @@ def confusion(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int | No
     return counts[: c * c].reshape(c, c) + (logits * 0).sum().to(torch.float64)
 
 
-class IouBinary(LossModule):
+class IoUBinary(LossModule):
     """Module form of :func:`iou_binary`; ``forward(logits (B,H,W), labels (B,H,W)) -> scalar``."""
 
     name = "iou_binary"
@@ -176,7 +184,7 @@ class IouBinary(LossModule):
         return iou_binary(logits, labels, **self._params)
 
 
-class Iou(LossModule):
+class IoU(LossModule):
     """Module form of :func:`iou`; ``forward(logits (B,C,H,W), labels (B,H,W)) -> (C,)``."""
 
     name = "iou"

@@ -123,6 +123,7 @@ def reference_eval(
 
 
 def case_key(spec: Spec, params: Mapping[str, Any], export_dims: Mapping[str, int], with_grad: bool) -> str:
+    """A short stable key of one exported graph (loss, parameters, export sizes, gradient or not)."""
     blob = json.dumps([spec.name, dict(params), dict(export_dims), with_grad], sort_keys=True)
     import hashlib
 

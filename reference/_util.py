@@ -9,6 +9,7 @@ from numba import njit
 
 from lossgraph._checks import InputError, InputTypeError, check_dtype, check_shapes, check_whole, to_numpy
 from lossgraph._checks import check_labels as shared_check_labels
+from lossgraph._types import Reduction
 
 
 def as_f64(fn: str, name: str, x: Any) -> np.ndarray:
@@ -45,7 +46,7 @@ def check_labels(fn: str, name: str, labels: np.ndarray, num_classes: int, ignor
     shared_check_labels(fn, name, labels, num_classes, ignore_index)
 
 
-def reduce(loss: np.ndarray, reduction: str, fn: str) -> tuple[Any, float]:
+def reduce(loss: np.ndarray, reduction: Reduction, fn: str) -> tuple[Any, float]:
     """Reduce like torch (``'none' | 'mean' | 'sum'``); also return d(value)/d(element) for the grad."""
     if reduction == "mean":  # the mean of no elements is 0 (torchvision's box losses)
         return float(loss.sum()) / max(loss.size, 1), 1.0 / max(loss.size, 1)

@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from lossgraph._checks import check_choice, check_shapes
+from lossgraph._types import ArrayLike, BoxKind, Output, RefResult, Reduction
 
 from ._util import as_f64, reduce
 
@@ -156,7 +157,17 @@ def _pairwise(a, b, kind, eps, want_grad):
     return out, ga, gb_part.sum(axis=0)
 
 
-def box_loss(kind, boxes1, boxes2, pairwise=False, output="loss", reduction="none", eps=1e-7, grad=False, fn=None):
+def box_loss(
+    kind: BoxKind,
+    boxes1: ArrayLike,
+    boxes2: ArrayLike,
+    pairwise: bool = False,
+    output: Output = "loss",
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+    grad: bool = False,
+    fn: str | None = None,
+) -> RefResult:
     """Value or loss (``1 - value``) of ``kind`` for aligned ``(N,4)+(N,4)`` or pairwise ``(N,4)x(M,4)``
     boxes, reduced; with ``grad``: ``(value, {"boxes1": ..., "boxes2": ...})`` of the (summed) result."""
     fn = fn or kind
@@ -173,21 +184,53 @@ def box_loss(kind, boxes1, boxes2, pairwise=False, output="loss", reduction="non
     return result, {"boxes1": scale * ga, "boxes2": scale * gb}
 
 
-def box_iou(boxes1, boxes2, pairwise=False, output="loss", reduction="none", eps=1e-7, grad=False):
+def box_iou(
+    boxes1: ArrayLike,
+    boxes2: ArrayLike,
+    pairwise: bool = False,
+    output: Output = "loss",
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+    grad: bool = False,
+) -> RefResult:
     """IoU ``I / (U + ε)`` or ``1 - IoU``; see :func:`box_loss`."""
     return box_loss("iou", boxes1, boxes2, pairwise, output, reduction, eps, grad, fn="box_iou")
 
 
-def giou(boxes1, boxes2, pairwise=False, output="loss", reduction="none", eps=1e-7, grad=False):
+def giou(
+    boxes1: ArrayLike,
+    boxes2: ArrayLike,
+    pairwise: bool = False,
+    output: Output = "loss",
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+    grad: bool = False,
+) -> RefResult:
     """Generalized IoU or ``1 - GIoU``; see :func:`box_loss`."""
     return box_loss("giou", boxes1, boxes2, pairwise, output, reduction, eps, grad)
 
 
-def diou(boxes1, boxes2, pairwise=False, output="loss", reduction="none", eps=1e-7, grad=False):
+def diou(
+    boxes1: ArrayLike,
+    boxes2: ArrayLike,
+    pairwise: bool = False,
+    output: Output = "loss",
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+    grad: bool = False,
+) -> RefResult:
     """Distance IoU or ``1 - DIoU``; see :func:`box_loss`."""
     return box_loss("diou", boxes1, boxes2, pairwise, output, reduction, eps, grad)
 
 
-def ciou(boxes1, boxes2, pairwise=False, output="loss", reduction="none", eps=1e-7, grad=False):
+def ciou(
+    boxes1: ArrayLike,
+    boxes2: ArrayLike,
+    pairwise: bool = False,
+    output: Output = "loss",
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+    grad: bool = False,
+) -> RefResult:
     """Complete IoU or ``1 - CIoU``; see :func:`box_loss`."""
     return box_loss("ciou", boxes1, boxes2, pairwise, output, reduction, eps, grad)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import math
 
+from typing import Sequence
+
 import numpy as np
 from numba import njit, prange
 
 from ._util import class_table, power, reduce, segmentation_inputs
 from .dice import dice
+from lossgraph._types import ArrayLike, Reduction, RefResult
 
 
 @njit(cache=True, parallel=True)
@@ -71,8 +74,14 @@ def pixel_losses(fn, logits, labels, ignore_index, table_name, table, gamma, wan
     return x, valid, loss.reshape(valid.shape), g.reshape(x.shape) if want_grad else None, w[safe] * valid
 
 
-def cross_entropy(logits, labels, ignore_index: int | None = 255, weight=None, reduction: str = "mean",
-                  grad: bool = False):
+def cross_entropy(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    ignore_index: int | None = 255,
+    weight: Sequence[float] | None = None,
+    reduction: Reduction = "mean",
+    grad: bool = False,
+) -> RefResult:
     """``-w_y log softmax(x)_y`` per pixel; 'mean' is ``Σ w_y nll / Σ w_y`` over valid pixels (0 if none).
 
     logits (B, C, H, W), labels (B, H, W). Returns the loss, or ``(loss, d/d logits)``.
@@ -90,7 +99,12 @@ def cross_entropy(logits, labels, ignore_index: int | None = 255, weight=None, r
     return (value, g) if grad else value
 
 
-def binary_xloss(logits, labels, ignore_index: int | None = None, grad: bool = False):
+def binary_xloss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    ignore_index: int | None = None,
+    grad: bool = False,
+) -> RefResult:
     """Mean over valid pixels of ``max(x, 0) - x y + log(1 + exp(-|x|))`` (0 if none).
 
     logits (B, H, W), labels (B, H, W) in {0, 1} or ignore. Gradient ``(σ(x) - y) / n`` on valid pixels.
@@ -122,7 +136,14 @@ def bce_sum(x, labels, valid, scale, want_grad):
     return total, grad
 
 
-def ce_dice(logits, labels, smooth: float = 1.0, ignore_index: int | None = 255, weight=None, grad: bool = False):
+def ce_dice(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    smooth: float = 1.0,
+    ignore_index: int | None = 255,
+    weight: Sequence[float] | None = None,
+    grad: bool = False,
+) -> RefResult:
     """``cross_entropy(ignore_index, weight) + dice(smooth, ignore_index)``."""
     _, _, _, c = segmentation_inputs("ce_dice", "logits", logits, labels, ignore_index)  # errors name ce_dice
     class_table("ce_dice", "weight", weight, c)

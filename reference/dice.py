@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from lossgraph._checks import check_shapes, check_unit_interval
+from lossgraph._types import ArrayLike, RefResult
 
 from ._util import as_float, parallel_chunks, segmentation_inputs, sigmoid
 
@@ -94,8 +95,15 @@ def softmax_dice_grad(x, labels, valid, coef_t, coef_m, squared):
     return grad
 
 
-def dice(logits, labels, smooth: float = 1.0, ignore_index: int | None = None, squared: bool = False,
-         per_class: bool = False, grad: bool = False):
+def dice(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    smooth: float = 1.0,
+    ignore_index: int | None = None,
+    squared: bool = False,
+    per_class: bool = False,
+    grad: bool = False,
+) -> RefResult:
     """Multi-class Dice loss of ``softmax(logits)`` against one-hot labels, over the whole batch.
 
     Global: ``1 - D`` with every class and pixel pooled (0 when no pixel is valid). ``per_class``:
@@ -149,7 +157,13 @@ def soft_dice_sums(x, t, from_logits, chunks):
     return parts.sum(axis=0)
 
 
-def soft_dice(probas, targets, smooth: float = 1.0, from_logits: bool = False, grad: bool = False):
+def soft_dice(
+    probas: ArrayLike,
+    targets: ArrayLike,
+    smooth: float = 1.0,
+    from_logits: bool = False,
+    grad: bool = False,
+) -> RefResult:
     """``1 - 2 (Σ p t + s) / (Σ p² + Σ t² + s)`` over all elements (the source's formula).
 
     The term ``(Σ p t + s) / (Σ p² + Σ t² + s)`` is taken as 0 when its denominator is 0.

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import math
 
+from typing import Literal
+
 import numpy as np
 from numba import njit, prange
 
 from lossgraph._checks import InputError, check_choice, check_unit_interval
 from lossgraph._levels import check_levels
+from lossgraph._types import ArrayLike, RefResult
 
 from ._util import as_f64, as_labels, check_labels, sigmoid
 from .focal import sigmoid_focal
@@ -98,7 +101,15 @@ def _unflatten(flat, levels):
     return out
 
 
-def fcos(*inputs, levels=5, alpha=0.25, gamma=2.0, reg_loss="giou", add_centerness=True, grad=False):
+def fcos(
+    *inputs: ArrayLike,
+    levels: int = 5,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reg_loss: Literal["iou", "giou"] = "giou",
+    add_centerness: bool = True,
+    grad: bool = False,
+) -> RefResult:
     """FCOS loss of ``3·levels`` level arrays (cls, centerness, regression) and the three targets.
 
     Returns ``{"cls", "cnt", "reg", "total"}``; with ``grad``: also ``{input name: d total / d input}``

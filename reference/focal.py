@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Sequence
+
 import numpy as np
 from numba import njit, prange
 
@@ -11,6 +13,7 @@ from lossgraph._checks import check_choice, check_shapes, check_unit_interval
 
 from ._util import as_f64, power, reduce
 from .crossentropy import pixel_losses
+from lossgraph._types import ArrayLike, Reduction, RefResult
 
 
 @njit(cache=True, parallel=True)
@@ -38,7 +41,14 @@ def sigmoid_focal_terms(x, t, alpha, gamma, keep, want_grad):
     return total, out, grad
 
 
-def sigmoid_focal(logits, targets, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean", grad: bool = False):
+def sigmoid_focal(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: Reduction = "mean",
+    grad: bool = False,
+) -> RefResult:
     """``α_t · BCE(x, t) · (1 - p_t)^γ`` elementwise (torchvision's formula), reduced.
 
     Gradient: with ``q = 1 - p_t`` and ``dq/dx = -(2t - 1) p (1 - p)``,
@@ -65,8 +75,15 @@ def sigmoid_focal(logits, targets, alpha: float = 0.25, gamma: float = 2.0, redu
     return value, g.reshape(x.shape)
 
 
-def focal(logits, labels, gamma: float = 2.0, alpha=None, ignore_index: int | None = None,
-          reduction: str = "mean", grad: bool = False):
+def focal(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    gamma: float = 2.0,
+    alpha: float | Sequence[float] | None = None,
+    ignore_index: int | None = None,
+    reduction: Reduction = "mean",
+    grad: bool = False,
+) -> RefResult:
     """``-α_y (1 - p_y)^γ log p_y`` per pixel, ``p = softmax(logits)``; 'mean' over valid pixels.
 
     ``alpha``: None, scalar (class weights ``[α, 1-α, ...]``) or a per-class list. logits

@@ -1,19 +1,18 @@
-"""Reference Lovász hinge and Lovász-Softmax, from Alg. 1 of Berman et al. (CVPR 2018), in float64.
+r"""Reference Lovász hinge and Lovász-Softmax, from Alg. 1 of Berman et al. (CVPR 2018), in float64.
 
 For one class and one group of pixels: sort the errors in decreasing order (stable), accumulate the
-Jaccard loss ``J_k = 1 - |G \\ S_k| / |G ∪ S_k|`` of the top-k set ``S_k`` and take the increments
+Jaccard loss ``J_k = 1 - |G \ S_k| / |G ∪ S_k|`` of the top-k set ``S_k`` and take the increments
 ``g_k = J_k - J_{k-1}``; the loss is ``Σ e_(k) g_k`` and its (sub)gradient with respect to the error
 of pixel ``π_k`` is ``g_k`` (the increments permuted back). Ignored pixels are removed.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 from numba import njit, prange
 
 from lossgraph._checks import InputError, check_shapes, check_unit_interval
+from lossgraph._types import ArrayLike, Classes, RefResult
 
 from ._util import as_f64, as_labels, check_labels, sigmoid, softmax, softmax_backward
 
@@ -102,7 +101,13 @@ def _hinge_groups(logits, labels, ignore, use_ignore):
     return values.sum() / n_groups, grad
 
 
-def lovasz_hinge(logits, labels, per_image: bool = True, ignore_index: int | None = None, grad: bool = False):
+def lovasz_hinge(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    per_image: bool = True,
+    ignore_index: int | None = None,
+    grad: bool = False,
+) -> RefResult:
     """Binary Lovász hinge. logits (B, H, W) float, labels (B, H, W) in {0, 1} or ignore_index.
 
     Returns the loss (float), or ``(loss, d loss / d logits)`` with ``grad=True``.
@@ -118,14 +123,14 @@ def lovasz_hinge(logits, labels, per_image: bool = True, ignore_index: int | Non
 
 
 def lovasz_softmax(
-    probas,
-    labels,
-    classes: str | Sequence[int] = "present",
+    probas: ArrayLike,
+    labels: ArrayLike,
+    classes: Classes = "present",
     per_image: bool = False,
     ignore_index: int | None = None,
     from_logits: bool = False,
     grad: bool = False,
-):
+) -> RefResult:
     """Lovász-Softmax. probas (B, C, H, W) (or (B, H, W) for C = 1), labels (B, H, W).
 
     Semantics of Berman's ``lovasz_softmax``; with ``C == 1`` the channel is the probability of label

@@ -20,6 +20,7 @@ import numpy as np
 from numba import prange
 
 from lossgraph._checks import InputError, check_choice, check_min_size, check_shapes, check_unit_interval
+from lossgraph._types import ArrayLike, RefResult, Route
 
 from ._util import as_f64, power
 
@@ -371,43 +372,92 @@ def _masked(fn, pred, target, mask, key, area, grad, **focal):
     return _batch(_region_parts(p, t, m, *REGION_TERMS[key], grad, **focal), _scale(p, area), grad)
 
 
-def unknown_l1(pred, target, mask, area=None, grad=False):
+def unknown_l1(
+    pred: ArrayLike,
+    target: ArrayLike,
+    mask: ArrayLike,
+    area: float | None = None,
+    grad: bool = False,
+) -> RefResult:
     """``Σ|p - t|·m · area / (H·W·Σm)``; gradient ``sign(p - t)·m·scale/Σm``."""
     return _masked("unknown_l1", pred, target, mask, "unknown_l1", area, grad)
 
 
-def known_l1(pred, target, mask, area=None, grad=False):
+def known_l1(
+    pred: ArrayLike,
+    target: ArrayLike,
+    mask: ArrayLike,
+    area: float | None = None,
+    grad: bool = False,
+) -> RefResult:
     """L1 on the known region ``1 - m``."""
     return _masked("known_l1", pred, target, mask, "known_l1", area, grad)
 
 
-def known_smooth_l1(pred, target, mask, area=None, grad=False):
+def known_smooth_l1(
+    pred: ArrayLike,
+    target: ArrayLike,
+    mask: ArrayLike,
+    area: float | None = None,
+    grad: bool = False,
+) -> RefResult:
     """Smooth L1 (beta 1) on the known region ``1 - m``."""
     return _masked("known_smooth_l1", pred, target, mask, "known_smooth_l1", area, grad)
 
 
-def smooth_l1(pred, target, mask, area=None, grad=False):
+def smooth_l1(
+    pred: ArrayLike,
+    target: ArrayLike,
+    mask: ArrayLike,
+    area: float | None = None,
+    grad: bool = False,
+) -> RefResult:
     """Smooth L1 (beta 1) on the unknown region ``m``."""
     return _masked("smooth_l1", pred, target, mask, "smooth_l1", area, grad)
 
 
-def matting_bce(pred, target, mask, area=None, grad=False):
+def matting_bce(
+    pred: ArrayLike,
+    target: ArrayLike,
+    mask: ArrayLike,
+    area: float | None = None,
+    grad: bool = False,
+) -> RefResult:
     """``-(t log p + (1-t) log(1-p))`` (logs clamped at -100) on the unknown region."""
     return _masked("matting_bce", pred, target, mask, "bce", area, grad)
 
 
-def matting_focal(pred, target, mask, alpha=0.25, gamma=2.0, area=None, grad=False):
+def matting_focal(
+    pred: ArrayLike,
+    target: ArrayLike,
+    mask: ArrayLike,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    area: float | None = None,
+    grad: bool = False,
+) -> RefResult:
     """``α_t (1 - p_t)^γ BCE(p, t)`` on probabilities, on the unknown region (``α < 0``: ``α_t = 1``)."""
     return _masked("matting_focal", pred, target, mask, "sigmoid_focal", area, grad, alpha=alpha, gamma=gamma)
 
 
-def gradient_penalty(pred, target, mask, area=None, grad=False):
+def gradient_penalty(
+    pred: ArrayLike,
+    target: ArrayLike,
+    mask: ArrayLike,
+    area: float | None = None,
+    grad: bool = False,
+) -> RefResult:
     """Sobel (zero pad 1) L1 of gradients plus ``0.01·|∇pred|`` on the unknown region."""
     p, t, m = _inputs("gradient_penalty", pred, target, mask)
     return _batch(_gradient_parts(p, t, m, grad), _scale(p, area), grad)
 
 
-def laplacian(pred, target, levels=5, grad=False):
+def laplacian(
+    pred: ArrayLike,
+    target: ArrayLike,
+    levels: int = 5,
+    grad: bool = False,
+) -> RefResult:
     """``(1/levels) Σ_i 2^i mean|L_i(pred) - L_i(target)|`` over the batch."""
     p, t, _ = _inputs("laplacian", pred, target)
     return _batch(_laplacian_parts(p, t, levels, grad), 1.0, grad)
@@ -425,8 +475,15 @@ def _term_parts(key, p, t, m, area, levels, grad):
     return _region_parts(p, t, m, *REGION_TERMS[key], grad), _scale(p, area)
 
 
-def matting_set(pred, target, mask, losses=("unknown_l1", "known_l1", "gradient_penalty"), area=None, levels=5,
-                grad=False):
+def matting_set(
+    pred: ArrayLike,
+    target: ArrayLike,
+    mask: ArrayLike,
+    losses: Sequence[str] = ("unknown_l1", "known_l1", "gradient_penalty"),
+    area: float | None = None,
+    levels: int = 5,
+    grad: bool = False,
+) -> RefResult:
     """``{key: term value}`` for each key; gradient: of the sum of all terms."""
     fn = "matting_set"
     p, t, m = _inputs(fn, pred, target, mask)
@@ -443,16 +500,29 @@ def matting_set(pred, target, mask, losses=("unknown_l1", "known_l1", "gradient_
     return (out, total) if grad else out
 
 
-def segmentation_samples(target, route="binary") -> np.ndarray:
+def segmentation_samples(
+    target: ArrayLike,
+    route: Route = "binary",
+) -> np.ndarray:
     """Bool ``(B,)``: ``binary`` — all values in {0, 1}; ``constant`` — all 0 or all 1."""
-    t = np.asarray(target).reshape(len(target), -1)
+    t = np.asarray(target)
+    t = t.reshape(len(t), -1)
     if route == "binary":
         return np.all((t == 0) | (t == 1), axis=1)
     return np.all(t == 0, axis=1) | np.all(t == 1, axis=1)
 
 
-def seg_matting_set(pred, target, mask, seg=("bce",), matting=("unknown_l1", "known_l1"), route="binary", area=None,
-                    levels=5, grad=False):
+def seg_matting_set(
+    pred: ArrayLike,
+    target: ArrayLike,
+    mask: ArrayLike,
+    seg: Sequence[str] = ("bce",),
+    matting: Sequence[str] = ("unknown_l1", "known_l1"),
+    route: Route = "binary",
+    area: float | None = None,
+    levels: int = 5,
+    grad: bool = False,
+) -> RefResult:
     """Per sample: segmentation terms if :func:`segmentation_samples`, else matting terms; each key is
     the sum of its per-image values over the samples that took it (0 if none)."""
     fn = "seg_matting_set"

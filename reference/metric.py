@@ -25,6 +25,7 @@ from lossgraph._checks import check_choice, check_shapes, InputTypeError
 from lossgraph._seeded import seeded_normal
 
 from ._util import as_f64, as_labels, check_labels, reduce
+from lossgraph._types import ArrayLike, Reduction, RefResult
 
 SIN2_EPS = 1e-9  # the documented floor of sin²θ (lossgraph.metric.SIN2_EPS)
 NORM_EPS = 1e-12  # the documented norm floor when normalising rows
@@ -75,18 +76,18 @@ def _center_kernel(f, y, c, lam):
 
 
 def center_loss(
-    features,
-    labels,
-    centers=None,
+    features: ArrayLike,
+    labels: ArrayLike,
+    centers: ArrayLike | None = None,
     *,
     num_classes: int = 10,
     feat_dim: int = 8,
     lambda_c: float = 1.0,
     centers_from: str = "parameter",
     seed: int = 0,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     grad: bool = False,
-):
+) -> RefResult:
     """``λ/2 ‖f_i - c_{y_i}‖² / n_{y_i}`` reduced; grad: ``{"features": ..., "centers": ...}``
     (centers only with ``centers_from="input"``)."""
     fn = "center_loss"
@@ -156,9 +157,9 @@ def _arcface_kernel(cos, y, s, m, easy, sin2_eps):
 
 
 def arcface(
-    features,
-    labels,
-    weight=None,
+    features: ArrayLike,
+    labels: ArrayLike,
+    weight: ArrayLike | None = None,
     *,
     num_classes: int = 10,
     feat_dim: int = 8,
@@ -167,9 +168,9 @@ def arcface(
     easy_margin: bool = False,
     weight_from: str = "parameter",
     seed: int = 0,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     grad: bool = False,
-):
+) -> RefResult:
     """ArcFace cross-entropy (see module docstring); grad: ``{"features": ..., "weight": ...}``
     (weight only with ``weight_from="input"``)."""
     fn = "arcface"

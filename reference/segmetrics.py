@@ -6,6 +6,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._util import parallel_chunks, segmentation_inputs
+from lossgraph._types import ArrayLike
 
 
 @njit(cache=True, parallel=True)
@@ -43,8 +44,14 @@ def _ious(pred, lab, num_classes, per_image, ignore_index, empty):
     return 100.0 * np.where(union > 0, inter / np.maximum(union, 1), empty).mean(0)
 
 
-def iou_binary(logits, labels, per_image: bool = True, ignore_index: int | None = None, empty: float = 1.0,
-               threshold: float = 0.0):
+def iou_binary(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    per_image: bool = True,
+    ignore_index: int | None = None,
+    empty: float = 1.0,
+    threshold: float = 0.0,
+) -> float:
     """Foreground IoU of ``logits > threshold`` in percent; logits, labels (B, H, W)."""
     x, lab, _, _ = segmentation_inputs("iou_binary", "logits", logits, labels, ignore_index, binary=True,
                                        float32_ok=True)
@@ -52,7 +59,13 @@ def iou_binary(logits, labels, per_image: bool = True, ignore_index: int | None 
     return float(_ious(pred, lab, 2, per_image, ignore_index, empty)[1])
 
 
-def iou(logits, labels, per_image: bool = False, ignore_index: int | None = None, empty: float = 1.0):
+def iou(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    per_image: bool = False,
+    ignore_index: int | None = None,
+    empty: float = 1.0,
+) -> np.ndarray:
     """Per-class IoU of ``argmax(logits, 1)`` in percent, ``(C,)``; the ignored class id (if in
     ``[0, C)``) reads 0. logits (B, C, H, W), labels (B, H, W)."""
     x, lab, _, c = segmentation_inputs("iou", "logits", logits, labels, ignore_index)

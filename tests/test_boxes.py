@@ -1,5 +1,10 @@
-"""Box losses: hand-computed boxes, torchvision's formulas written out here, degenerate boxes,
-the Atan-free atan2, ltrb forms, reference gradients against finite differences."""
+"""Box losses: hand-computed boxes, torchvision's published formulas written out here, degenerate
+boxes, the Atan-free atan2, ltrb forms, reference gradients against finite differences.
+
+torchvision cannot be imported beside the pinned CPU torch (the registry's torchvision 0.28.0 is a
+CUDA build: ``libc10_cuda.so`` is missing), so the box-loss claims are tested against its published
+formulas, written out below from ``torchvision/ops/{giou,diou,ciou}_loss.py`` and ``_utils.py`` of
+pytorch/vision (``_loss_inter_union``, ``_diou_iou_loss``), not against torchvision itself."""
 
 from __future__ import annotations
 
@@ -74,7 +79,7 @@ def test_degenerate_boxes_are_finite_in_float32(name):
             assert torch.isfinite(v).all() and torch.isfinite(ga).all() and torch.isfinite(gb).all()
 
 
-# --- torchvision's formulas, written out independently ---------------------------------------------
+# --- torchvision's published formulas, written out independently (not torchvision itself) ---------------------------------------------
 
 
 def _tv_inter_union(b1, b2):

@@ -100,3 +100,34 @@ def test_eval_wrong_inputs(capsys, focal_graph, tmp_path):
 def test_console_script_no_traceback():
     out = subprocess.run([sys.executable, "-m", "lossgraph.cli", "export", "nope", "-o", "x.onnx"], capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def _subprocess(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_python_m_lossgraph_is_the_cli_and_help_is_plain_text():
+    """``python -m lossgraph`` runs the console script's ``main``: same output, same exit codes;
+    ``--help`` carries no RST markup."""
+    listed = _subprocess("-m", "lossgraph", "list")
+    assert listed.returncode == 0
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == lg.catalog.names()
+    bad = _subprocess("-m", "lossgraph", "export", "no_such_loss", "-o", "x.onnx")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("lossgraph: error: unknown loss 'no_such_loss'")
+    helped = _subprocess("-m", "lossgraph", "--help")
+    assert helped.returncode == 0 and "lossgraph command line" in helped.stdout
+    assert "``" not in helped.stdout and "`" not in helped.stdout
+
+
+def test_list_imports_neither_torch_nor_numba():
+    """The catalog loads lazily: listing it imports no torch, no numba, no reference."""
+    code = (
+        "import sys\n"
+        "from lossgraph.cli import main\n"
+        "assert main(['list']) == 0\n"
+        "print(sorted(m for m in ('torch', 'numba', 'lossgraph.reference') if m in sys.modules))\n"
+    )
+    out = _subprocess("-c", code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[]"

@@ -13,10 +13,7 @@ from lossgraph import reference as ref
 from lossgraph.sources import lovasz as source
 
 F = lg.functional
-RNG = np.random.default_rng(2024)
-
-
-def _probas(shape, rng=RNG, logits=False):
+def _probas(shape, rng, logits=False):
     z = rng.standard_normal(shape) * 2
     if logits:
         return z
@@ -26,7 +23,7 @@ def _probas(shape, rng=RNG, logits=False):
     return e / e.sum(1, keepdims=True)
 
 
-def _labels(shape, c, ignore=None, frac=0.2, rng=RNG):
+def _labels(shape, c, rng, ignore=None, frac=0.2):
     y = rng.integers(0, c, size=shape)
     if ignore is not None:
         y[rng.random(shape) < frac] = ignore
@@ -40,10 +37,10 @@ SOFTMAX_OPTIONS = list(
 
 @pytest.mark.parametrize("classes,per_image,ignore,from_logits", SOFTMAX_OPTIONS)
 @pytest.mark.parametrize("shape", [(3, 4, 7, 5), (1, 3, 1, 1), (2, 5, 9, 13)])
-def test_softmax_equals_source_loops(shape, classes, per_image, ignore, from_logits):
+def test_softmax_equals_source_loops(shape, classes, per_image, ignore, from_logits, rng):
     """Vectorised torch (float64 and float32) equals the per-image/per-class loop code, value and grad."""
-    p = torch.tensor(_probas(shape, logits=from_logits), requires_grad=True)
-    y = torch.tensor(_labels((shape[0], *shape[2:]), shape[1], ignore))
+    p = torch.tensor(_probas(shape, rng, logits=from_logits), requires_grad=True)
+    y = torch.tensor(_labels((shape[0], *shape[2:]), shape[1], rng, ignore))
     kw = dict(classes=classes, per_image=per_image, ignore_index=ignore, from_logits=from_logits)
     want = source.lovasz_softmax(p, y, **kw)
     (g_want,) = torch.autograd.grad(want, p)
@@ -58,9 +55,9 @@ def test_softmax_equals_source_loops(shape, classes, per_image, ignore, from_log
 
 @pytest.mark.parametrize("per_image,ignore", list(itertools.product([True, False], [None, 255])))
 @pytest.mark.parametrize("shape", [(3, 7, 5), (1, 1, 1), (4, 9, 13)])
-def test_hinge_equals_source_loops(shape, per_image, ignore):
-    x = torch.tensor(RNG.standard_normal(shape) * 3, requires_grad=True)
-    y = torch.tensor(_labels(shape, 2, ignore))
+def test_hinge_equals_source_loops(shape, per_image, ignore, rng):
+    x = torch.tensor(rng.standard_normal(shape) * 3, requires_grad=True)
+    y = torch.tensor(_labels(shape, 2, rng, ignore))
     want = source.lovasz_hinge(x, y, per_image=per_image, ignore_index=ignore)
     (g_want,) = torch.autograd.grad(want, x)
     got = F.lovasz_hinge(x, y, per_image=per_image, ignore_index=ignore)
@@ -76,7 +73,7 @@ def test_ties_in_the_sort_do_not_change_the_value():
     """Errors quantised to 3 levels (many exact ties): torch, reference and loops agree on the value."""
     rng = np.random.default_rng(5)
     p = rng.choice([0.1, 0.5, 0.9], size=(2, 3, 6, 6))
-    y = _labels((2, 6, 6), 3, 255, rng=rng)
+    y = _labels((2, 6, 6), 3, rng, ignore=255)
     for per_image in (False, True):
         kw = dict(per_image=per_image, ignore_index=255, classes="all")
         want = source.lovasz_softmax(torch.tensor(p), torch.tensor(y), **kw).item()
@@ -84,29 +81,29 @@ def test_ties_in_the_sort_do_not_change_the_value():
         assert F.lovasz_softmax(torch.tensor(p, dtype=torch.float32), torch.tensor(y), **kw).item() == pytest.approx(want, rel=1e-6)
         assert ref.lovasz_softmax(p, y, **kw) == pytest.approx(want, rel=1e-12)
     x = rng.choice([-1.0, 0.0, 2.0], size=(3, 5, 5))
-    yb = _labels((3, 5, 5), 2, rng=rng)
+    yb = _labels((3, 5, 5), 2, rng)
     want = source.lovasz_hinge(torch.tensor(x), torch.tensor(yb)).item()
     assert F.lovasz_hinge(torch.tensor(x), torch.tensor(yb)).item() == pytest.approx(want, rel=1e-12)
     assert ref.lovasz_hinge(x, yb) == pytest.approx(want, rel=1e-12)
 
 
-def test_all_pixels_ignored_gives_zero_not_nan():
-    p = torch.tensor(_probas((2, 3, 4, 4)), requires_grad=True)
+def test_all_pixels_ignored_gives_zero_not_nan(rng):
+    p = torch.tensor(_probas((2, 3, 4, 4), rng), requires_grad=True)
     y = torch.full((2, 4, 4), 255)
     for kw in (dict(per_image=True), dict(per_image=False), dict(classes="all"), dict(classes=[1])):
         v = F.lovasz_softmax(p, y, ignore_index=255, **kw)
         (g,) = torch.autograd.grad(v, p)
         assert v.item() == 0.0 and torch.all(g == 0)
         assert ref.lovasz_softmax(p.detach().numpy(), y.numpy(), ignore_index=255, **kw) == 0.0
-    x = torch.randn(2, 4, 4, requires_grad=True)
+    x = torch.tensor(rng.standard_normal((2, 4, 4)), requires_grad=True)
     v = F.lovasz_hinge(x, y, ignore_index=255)
     assert v.item() == 0.0 and torch.all(torch.autograd.grad(v, x)[0] == 0)
 
 
-def test_one_image_ignored_counts_as_zero_in_the_mean():
+def test_one_image_ignored_counts_as_zero_in_the_mean(rng):
     """per_image: an all-ignored image contributes 0 and still counts in the mean over images."""
-    p = _probas((2, 3, 5, 5))
-    y = _labels((2, 5, 5), 3)
+    p = _probas((2, 3, 5, 5), rng)
+    y = _labels((2, 5, 5), 3, rng)
     y_ign = y.copy()
     y_ign[1] = 255
     only_first = ref.lovasz_softmax(p[:1], y[:1], per_image=True)
@@ -114,9 +111,9 @@ def test_one_image_ignored_counts_as_zero_in_the_mean():
     assert got == pytest.approx(only_first / 2, rel=1e-12)
 
 
-def test_classes_present_skips_absent_and_all_counts_them():
+def test_classes_present_skips_absent_and_all_counts_them(rng):
     """Hand-built: class 2 absent. 'present' averages classes 0, 1; 'all' adds class 2 with G = 0."""
-    p = _probas((1, 3, 4, 4))
+    p = _probas((1, 3, 4, 4), rng)
     y = np.zeros((1, 4, 4), dtype=np.int64)
     y[0, :2] = 1
     per_class = [ref.lovasz_softmax(p, y, classes=[c]) for c in range(3)]
@@ -169,7 +166,7 @@ def test_reference_equals_brute_force_lovasz_extension(seed):
     """Tiny inputs: the reference equals the Lovász extension evaluated as a threshold integral."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 8))
-    p = _probas((1, 2, 1, n), rng=rng)
+    p = _probas((1, 2, 1, n), rng)
     y = rng.integers(0, 2, size=(1, 1, n))
     for c in range(2):
         fg = (y[0, 0] == c)
@@ -178,10 +175,10 @@ def test_reference_equals_brute_force_lovasz_extension(seed):
         assert ref.lovasz_softmax(p, y, classes=[c]) == pytest.approx(want, rel=1e-12, abs=1e-15)
 
 
-def test_sigmoid_form_c1():
+def test_sigmoid_form_c1(rng):
     """C == 1: the channel is P(label 1); classes=[k] makes label k the foreground (reference code)."""
-    p = _probas((2, 1, 5, 5))
-    y = _labels((2, 5, 5), 2)
+    p = _probas((2, 1, 5, 5), rng)
+    y = _labels((2, 5, 5), 2, rng)
     t, ty = torch.tensor(p), torch.tensor(y)
     fg_err = np.abs((y == 1) - p[:, 0])
     want = ref.lovasz_softmax(np.stack([1 - p[:, 0], p[:, 0]], 1), y, classes=[1])
@@ -204,7 +201,7 @@ def test_float32_accuracy_at_262k_pixels():
     source's lovasz_grad) do. (The loss values of both round to the same float32 here: the drift of
     the differences mostly cancels in the sum, so the weights are where it shows.)"""
     rng = np.random.default_rng(0)
-    p = _probas((4, 2, 256, 256), rng=rng)
+    p = _probas((4, 2, 256, 256), rng)
     y = rng.integers(0, 2, size=(4, 256, 256))
     want = ref.lovasz_softmax(p, y)
     got = F.lovasz_softmax(torch.tensor(p, dtype=torch.float32), torch.tensor(y)).item()

@@ -27,3 +27,25 @@ def test_ci_runs_the_readme_test_command():
     assert len(commands) == 2
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("python3")]
     assert ci == [commands[1]]
+
+
+def test_equivalence_table_names_existing_tests():
+    """Each row of README's equivalence table names a test that exists (file and function)."""
+    import ast
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parent
+    text = (root.parent / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("## Equivalences with other libraries"):text.index("## Layout")]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) >= 12
+    for row in rows:
+        cited = re.findall(r"`(test_\w+\.py)::(test_\w+)`|`::(test_\w+)`", row)
+        assert cited, row
+        current = None
+        for path, name, more in cited:
+            current = path or current
+            tree = ast.parse((root / current).read_text(encoding="utf-8"))
+            defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+            assert (name or more) in defined, (current, name or more)

@@ -126,7 +126,7 @@ def test_metric_graph_takes_raw_scores_and_has_no_gradient_outputs(tmp_path):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 3, 6, 7)).astype(np.float32)
     y = rng.integers(0, 3, size=(2, 6, 7))
-    model = to_onnx(lg.Iou(per_image=True), [x, y], tmp_path / "iou.onnx", with_grad=True)
+    model = to_onnx(lg.IoU(per_image=True), [x, y], tmp_path / "iou.onnx", with_grad=True)
     assert [o.name for o in model.graph.output] == ["loss"]
     assert "ArgMax" in {n.op_type for n in model.graph.node}
     onnx.checker.check_model(model, full_check=True)

@@ -119,7 +119,8 @@ class Spec:
         params: default parameters (the module's keyword arguments).
         inputs: input specs, or a function of the parameters returning them.
         make_inputs: ``(dims, rng, params) -> {name: ndarray}``, seeded example inputs.
-        reference: the reference function (``lossgraph.reference.<name>``).
+        reference: the reference function ``lossgraph.reference.<name>``, a property imported on
+            first use (so listing the catalog imports neither numba nor torch).
         outputs: output names (``("loss",)``, or the keys of a loss set), or a function of the params.
         grad_of: the output whose gradient gradient graphs give; ``None``: the sum of all outputs.
         cases: parity configurations (each exported once, run at several shapes).
@@ -142,7 +143,6 @@ class Spec:
     params: Mapping[str, Any]
     inputs: Sequence[Input] | Callable[[Mapping[str, Any]], Sequence[Input]]
     make_inputs: Callable[[Dims, np.random.Generator, Mapping[str, Any]], dict[str, np.ndarray]]
-    reference: Callable[..., Any]
     cases: Sequence[Case]
     outputs: Sequence[str] | Callable[[Mapping[str, Any]], Sequence[str]] = ("loss",)
     grad_of: str | None = "loss"
@@ -172,7 +172,8 @@ class Spec:
         unknown = sorted(set(params) - set(self.params))
         if unknown:
             raise InputError(
-                f"{self.name}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(self.params)) or 'none'}"
+                f"{self.name}: unknown parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(self.params)) or 'none'}"
             )
         check_params(self.name, params)
         return {**self.params, **params}
@@ -193,6 +194,13 @@ class Spec:
         return tuple(i.name for i in self.input_specs(params) if i.grad)
 
     # --- construction -------------------------------------------------------------------------
+    @property
+    def reference(self) -> Callable[..., Any]:
+        """The reference function of the same name (imports ``lossgraph.reference``, hence numba)."""
+        from lossgraph import reference
+
+        return getattr(reference, self.name)  # the catalog contract: one reference per name
+
     def module_class(self) -> type:
         mod, _, attr = self.module.partition(":")
         return getattr(importlib.import_module(mod), attr)
@@ -319,4 +327,5 @@ def get(name: str) -> Spec:
 
 
 def specs() -> list[Spec]:
+    """Every spec, in name order."""
     return [_all()[n] for n in names()]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from lossgraph import reference as ref
 
 from . import Case, Input, Spec
 
@@ -73,7 +72,7 @@ def _edges(p):
     return out
 
 
-def _spec(name: str, cls: str, reference, title: str) -> Spec:
+def _spec(name: str, cls: str, title: str) -> Spec:
     return Spec(
         name=name,
         family="boxes",
@@ -83,7 +82,6 @@ def _spec(name: str, cls: str, reference, title: str) -> Spec:
         inputs=_boxes,
         make_inputs=_inputs,
         edges=_edges,
-        reference=reference,
         grad_of="loss",
         cases=(
             Case({}, {"N": 6}, _ALIGNED_RUN),
@@ -97,8 +95,8 @@ def _spec(name: str, cls: str, reference, title: str) -> Spec:
 
 
 SPECS = [
-    _spec("box_iou", "BoxIoU", ref.box_iou, "IoU of xyxy boxes, aligned or pairwise; loss 1 - IoU"),
-    _spec("giou", "GIoU", ref.giou, "Generalized IoU (torchvision generalized_box_iou_loss)"),
-    _spec("diou", "DIoU", ref.diou, "Distance IoU (torchvision distance_box_iou_loss)"),
-    _spec("ciou", "CIoU", ref.ciou, "Complete IoU (torchvision complete_box_iou_loss), no Atan node"),
+    _spec("box_iou", "BoxIoU", "IoU of xyxy boxes, aligned or pairwise; loss 1 - IoU"),
+    _spec("giou", "GIoU", "Generalized IoU (torchvision generalized_box_iou_loss)"),
+    _spec("diou", "DIoU", "Distance IoU (torchvision distance_box_iou_loss)"),
+    _spec("ciou", "CIoU", "Complete IoU (torchvision complete_box_iou_loss), no Atan node"),
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from lossgraph import reference as ref
 
 from . import Case, Input, Spec
 from ._inputs import binary, logits
@@ -44,7 +43,6 @@ SPECS = [
         inputs=LOGITS_LABELS,
         make_inputs=seg_inputs,
         edges=edges(seg_inputs, {"B": 2, "C": 3, "H": 4, "W": 5}),
-        reference=ref.dice,
         cases=(
             Case({}, EXPORT, RUN),
             Case({"smooth": 0.0, "ignore_index": IGNORE, "squared": True, "per_class": True}, EXPORT, RUN),
@@ -67,7 +65,6 @@ SPECS = [
         inputs=_soft_inputs_spec,
         make_inputs=_soft_inputs,
         edges=_soft_edges,
-        reference=ref.soft_dice,
         cases=(
             Case({}, {"B": 2, "C": 1, "H": 6, "W": 7}, _RUN_SOFT),
             Case({"smooth": 0.0, "from_logits": True}, {"B": 2, "C": 1, "H": 6, "W": 7}, _RUN_SOFT),

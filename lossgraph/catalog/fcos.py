@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from lossgraph import reference as ref
 from lossgraph._levels import level_names, locations_expr
 
 from . import Case, Derived, Input, Spec
@@ -16,8 +15,10 @@ def _inputs_spec(p):
     hw = [(f"H{k}", f"W{k}") for k in range(n)]
     big_n = Derived("N", locations_expr(n))
     return (
-        *(Input(name, ("B", "C", h, w), "float32", "logits", grad=True) for name, (h, w) in zip(level_names("cls", n), hw)),
-        *(Input(name, ("B", 1, h, w), "float32", "logits", grad=True) for name, (h, w) in zip(level_names("cnt", n), hw)),
+        *(Input(name, ("B", "C", h, w), "float32", "logits", grad=True)
+          for name, (h, w) in zip(level_names("cls", n), hw)),
+        *(Input(name, ("B", 1, h, w), "float32", "logits", grad=True)
+          for name, (h, w) in zip(level_names("cnt", n), hw)),
         *(Input(name, ("B", 4, h, w), "float32", "ltrb", grad=True) for name, (h, w) in zip(level_names("reg", n), hw)),
         Input("cls_targets", ("B", big_n, 1), "int64", "labels", classes="C + 1", floats=True),
         Input("cnt_targets", ("B", big_n, 1), "float32", "centerness"),
@@ -101,7 +102,6 @@ SPECS = [
         inputs=_inputs_spec,
         make_inputs=_make,
         edges=_edges,
-        reference=ref.fcos,
         outputs=("cls", "cnt", "reg", "total"),
         grad_of="total",
         cases=(

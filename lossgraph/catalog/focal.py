@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from lossgraph import reference as ref
 
 from . import Case, Input, Spec
 from ._inputs import binary, logits
@@ -25,12 +24,12 @@ SPECS = [
         params={"alpha": 0.25, "gamma": 2.0, "reduction": "mean"},
         inputs=(Input("logits", BCHW, "float32", "logits", grad=True), Input("targets", BCHW, "float32", "binary")),
         make_inputs=_inputs,
-        reference=ref.sigmoid_focal,
         cases=(
             Case({}, {"B": 2, "C": 3, "H": 6, "W": 7}, _RUN),
             Case({"alpha": -1.0, "gamma": 0.5, "reduction": "none"}, {"B": 2, "C": 3, "H": 6, "W": 7}, _RUN),
         ),
-        grid=[{"alpha": a, "gamma": g, "reduction": r} for a in (0.25, -1.0) for g in (0.0, 2.0) for r in ("none", "mean", "sum")],
+        grid=[{"alpha": a, "gamma": g, "reduction": r}
+              for a in (0.25, -1.0) for g in (0.0, 2.0) for r in ("none", "mean", "sum")],
         bench_dims={"B": 8, "C": 21, "H": 256, "W": 256},
         description="Sigmoid focal loss (torchvision formula)",
     ),
@@ -42,7 +41,6 @@ SPECS = [
         inputs=LOGITS_LABELS,
         make_inputs=seg_inputs,
         edges=edges(seg_inputs, {"B": 2, "C": 4, "H": 4, "W": 5}),
-        reference=ref.focal,
         cases=(
             # case 0 holds C fixed: its per-class alpha list, and the grid below, need C = 4
             Case({"alpha": CLASS_LIST, "gamma": 1.5, "ignore_index": IGNORE}, EXPORT, RUN_FIXED_C),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from lossgraph import reference as ref
 
 from . import Case, Input, Spec
 from ._inputs import labels, logits, probabilities
@@ -71,7 +70,6 @@ SPECS = [
         inputs=BINARY_LOGITS_LABELS,
         make_inputs=_hinge_inputs,
         edges=_hinge_edges,
-        reference=ref.lovasz_hinge,
         cases=(
             Case({}, {"B": 2, "H": 6, "W": 7}, _RUN_BIN),
             Case({"per_image": False, "ignore_index": IGNORE}, {"B": 2, "H": 6, "W": 7}, _RUN_BIN),
@@ -89,7 +87,6 @@ SPECS = [
                           Input("labels", BHW, "int64", "labels", classes="max(C, 2)")),
         make_inputs=_softmax_inputs,
         edges=_softmax_edges,
-        reference=ref.lovasz_softmax,
         cases=(
             Case({}, {"B": 2, "C": 4, "H": 6, "W": 7}, _RUN_SEG),
             Case({"classes": "all", "per_image": True, "ignore_index": IGNORE, "from_logits": True},

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from lossgraph import reference as ref
 
 from . import Case, Input, Spec
 from ._inputs import binary, probabilities
@@ -66,7 +65,7 @@ def _mixed_edges(p):
     }
 
 
-def _masked(name, cls, reference, description, cases=None, grid=None, params=None):
+def _masked(name, cls, description, cases=None, grid=None, params=None):
     params = params or {"area": None}
     return Spec(
         name=name,
@@ -76,7 +75,6 @@ def _masked(name, cls, reference, description, cases=None, grid=None, params=Non
         inputs=(Input("pred", MATTE, "float32", "alpha", grad=True), Input("target", MATTE, "float32", "alpha"),
                 Input("mask", MATTE, "float32", "mask")),
         make_inputs=_inputs,
-        reference=reference,
         cases=cases or (Case({}, _EXPORT, _RUN),),
         grid=grid if grid is not None else [{"area": None}, {"area": AREA_512}],
         edges=_edges,
@@ -101,18 +99,18 @@ def _set_inputs(p):
 
 
 SPECS = [
-    _masked("unknown_l1", "UnknownL1", ref.unknown_l1, "L1 on the trimap's unknown region (masked mean)",
+    _masked("unknown_l1", "UnknownL1", "L1 on the trimap's unknown region (masked mean)",
             cases=(Case({}, _EXPORT, _RUN), Case({"area": AREA_512}, _EXPORT, _RUN))),
-    _masked("known_l1", "KnownL1", ref.known_l1, "L1 on the known region (1 - mask)"),
-    _masked("known_smooth_l1", "KnownSmoothL1", ref.known_smooth_l1, "Smooth L1 on the known region"),
-    _masked("smooth_l1", "SmoothL1", ref.smooth_l1, "Smooth L1 on the unknown region"),
-    _masked("matting_bce", "MattingBCE", ref.matting_bce, "BCE of alpha probabilities on the unknown region"),
-    _masked("matting_focal", "MattingFocal", ref.matting_focal, "Focal BCE of alpha probabilities, unknown region",
+    _masked("known_l1", "KnownL1", "L1 on the known region (1 - mask)"),
+    _masked("known_smooth_l1", "KnownSmoothL1", "Smooth L1 on the known region"),
+    _masked("smooth_l1", "SmoothL1", "Smooth L1 on the unknown region"),
+    _masked("matting_bce", "MattingBCE", "BCE of alpha probabilities on the unknown region"),
+    _masked("matting_focal", "MattingFocal", "Focal BCE of alpha probabilities, unknown region",
             params={"alpha": 0.25, "gamma": 2.0, "area": None},
             cases=(Case({}, _EXPORT, _RUN), Case({"alpha": -1.0, "gamma": 0.5, "area": AREA_512}, _EXPORT, _RUN)),
-            grid=[{"alpha": a, "gamma": g, "area": ar} for a in (0.25, -1.0) for g in (0.0, 2.0) for ar in (None, AREA_512)]),
-    _masked("gradient_penalty", "GradientPenalty", ref.gradient_penalty,
-            "Sobel gradient L1 + 0.01 |grad pred| on the unknown region"),
+            grid=[{"alpha": a, "gamma": g, "area": ar}
+                  for a in (0.25, -1.0) for g in (0.0, 2.0) for ar in (None, AREA_512)]),
+    _masked("gradient_penalty", "GradientPenalty", "Sobel gradient L1 + 0.01 |grad pred| on the unknown region"),
     Spec(
         name="laplacian",
         family="matting",
@@ -120,7 +118,6 @@ SPECS = [
         params={"levels": 5},
         inputs=(Input("pred", MATTE, "float32", "alpha", grad=True), Input("target", MATTE, "float32", "alpha")),
         make_inputs=_laplacian_inputs,
-        reference=ref.laplacian,
         # one export (slow: ~40-110 s each for the value and the gradient graph), run at three shapes
         cases=(Case({}, {"B": 2, "H": 64, "W": 64}, ({"B": 3, "H": 97, "W": 130}, {"B": 1, "H": 64, "W": 64},
                                                         {"B": 2, "H": 512, "W": 512})),),
@@ -136,7 +133,6 @@ SPECS = [
         params={"losses": ["unknown_l1", "known_l1", "gradient_penalty"], "area": None, "levels": 5},
         inputs=_set_inputs,
         make_inputs=_inputs,
-        reference=ref.matting_set,
         outputs=lambda p: list(p["losses"]),
         grad_of=None,
         cases=(Case({"losses": _SET_TERMS, "area": AREA_512}, _EXPORT, _RUN),),
@@ -153,7 +149,6 @@ SPECS = [
         params={"seg": ["bce"], "matting": ["unknown_l1", "known_l1"], "route": "binary", "area": None, "levels": 5},
         inputs=_set_inputs,
         make_inputs=_mixed_inputs,
-        reference=ref.seg_matting_set,
         outputs=lambda p: list(dict.fromkeys([*p["seg"], *p["matting"]])),
         grad_of=None,
         cases=(

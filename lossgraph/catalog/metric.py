@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from lossgraph import reference as ref
 from lossgraph._seeded import seeded_normal
 
 from . import Case, Input, Spec
@@ -124,7 +123,6 @@ SPECS = [
                 "reduction": "mean"},
         inputs=_spec_inputs("centers", "centers_from"),
         make_inputs=_make("centers", "centers_from"),
-        reference=ref.center_loss,
         cases=(
             Case({"centers_from": "input"}, _EXPORT_INPUT, _RUN_CENTER),
             Case({"lambda_c": 0.5, "reduction": "none"}, _EXPORT_PARAM, _RUN_PARAM),
@@ -147,7 +145,6 @@ SPECS = [
                 "weight_from": "parameter", "seed": 0, "reduction": "mean"},
         inputs=_spec_inputs("weight", "weight_from"),
         make_inputs=_make("weight", "weight_from"),
-        reference=ref.arcface,
         cases=(
             Case({"weight_from": "input"}, _EXPORT_INPUT, _RUN_ARCFACE),
             Case({"s": 30.0, "m": 0.35, "easy_margin": True, "reduction": "none"}, _EXPORT_PARAM, _RUN_PARAM),

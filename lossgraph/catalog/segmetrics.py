@@ -3,7 +3,6 @@ confusion counts that dataset-level metrics are summed from."""
 
 from __future__ import annotations
 
-from lossgraph import reference as ref
 
 from . import Case, Input, Spec
 from ._seg import BCHW, BHW, BINARY_LABELS, EXPORT, EXPORT_BIN, IGNORE, LABELS, RUN, RUN_BIN, binary_inputs, edges, seg_inputs
@@ -12,12 +11,11 @@ SPECS = [
     Spec(
         name="iou_binary",
         family="segmetrics",
-        module="lossgraph.segmetrics:IouBinary",
+        module="lossgraph.segmetrics:IoUBinary",
         params={"per_image": True, "ignore_index": None, "empty": 1.0, "threshold": 0.0},
         inputs=(Input("logits", BHW, "float32", "logits"), BINARY_LABELS),
         make_inputs=binary_inputs,
         edges=edges(binary_inputs, {"B": 2, "H": 4, "W": 5}),
-        reference=ref.iou_binary,
         cases=(
             Case({}, EXPORT_BIN, RUN_BIN),
             Case({"per_image": False, "ignore_index": IGNORE, "empty": 0.0, "threshold": 0.5}, EXPORT_BIN, RUN_BIN),
@@ -34,12 +32,11 @@ SPECS = [
     Spec(
         name="iou",
         family="segmetrics",
-        module="lossgraph.segmetrics:Iou",
+        module="lossgraph.segmetrics:IoU",
         params={"per_image": False, "ignore_index": None, "empty": 1.0},
         inputs=(Input("logits", BCHW, "float32", "logits"), LABELS),
         make_inputs=seg_inputs,
         edges=edges(seg_inputs, {"B": 2, "C": 3, "H": 4, "W": 5}),
-        reference=ref.iou,
         cases=(Case({}, EXPORT, RUN), Case({"per_image": True, "ignore_index": IGNORE}, EXPORT, RUN)),
         grid=[
             {"per_image": pi, "ignore_index": ig, "empty": e}
@@ -60,7 +57,6 @@ SPECS = [
         grad_of=None,
         make_inputs=seg_inputs,
         edges=edges(seg_inputs, {"B": 2, "C": 3, "H": 4, "W": 5}),
-        reference=ref.confusion,
         cases=(Case({}, EXPORT, RUN), Case({"ignore_index": IGNORE}, EXPORT, RUN), Case({"ignore_index": 0}, EXPORT, RUN)),
         grid=[{"ignore_index": ig} for ig in (None, IGNORE, 0)],
         bench_dims={"B": 8, "C": 21, "H": 256, "W": 256},

@@ -127,7 +127,9 @@ def _term(k: str, pred, target, mask, area, levels) -> torch.Tensor:
     return LOSSES[k](pred, target, mask, area=area, **({"levels": levels} if k == "laplacian" else {}))
 
 
-def loss_function(pred, target, mask, losses: Sequence[str], area=SOURCE_AREA, levels: int = 5) -> dict[str, torch.Tensor]:
+def loss_function(
+    pred, target, mask, losses: Sequence[str], area=SOURCE_AREA, levels: int = 5
+) -> dict[str, torch.Tensor]:
     """``LossFunction``: each named loss on the whole batch."""
     return {k: _term(k, pred, target, mask, area, levels) for k in losses}
 
