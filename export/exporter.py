@@ -210,10 +210,11 @@ def to_onnx(
             raise InputError(f"to_onnx: {name}: example_inputs lacks {', '.join(missing)}")
         given = [example_inputs[i.name] for i in ins]
     else:
-        args = list(example_inputs)
-        if len(args) != len(ins):
-            raise InputError(f"to_onnx: {name} takes {len(ins)} inputs ({', '.join(i.name for i in ins)}); got {len(args)}")
-    args = tuple(_to_tensor(a) for a in args)
+        given = list(example_inputs)
+        if len(given) != len(ins):
+            names = ", ".join(i.name for i in ins)
+            raise InputError(f"to_onnx: {name} takes {len(ins)} inputs ({names}); got {len(given)}")
+    args = tuple(_to_tensor(a) for a in given)
     sizes = check_shapes(f"to_onnx: {name}", [(i.name, a, i.shape) for i, a in zip(ins, args)])
     check_class_lists(f"to_onnx: {name}", params, sizes.get("C"))
 
