@@ -90,7 +90,7 @@ def check_not_empty(fn: str, name: str, shape: Sequence[Any], sym: Sequence[Any]
         if type(d) is int and d == 0:  # a plain 0; symbolic sizes are left alone
             dim = str(sym[k]) if sym is not None and k < len(sym) else f"dimension {k}"
             if dim not in allow_empty:
-                raise InputError(f"{fn}: {name} is empty: shape {fmt_shape(shape)}; {dim} must be >= 1")
+                raise InputError(f"{fn}: {name} is empty: shape {fmt_shape(shape)}; the loss needs at least one element")
 
 
 def check_min_size(fn: str, name: str, x: Any, dims: Sequence[int], minimum: int, why: str) -> None:
@@ -151,6 +151,28 @@ def check_whole(fn: str, name: str, x: Any) -> None:
     frac = x != x.round()
     if bool(frac.any()):
         raise InputError(f"{fn}: {name} must hold whole class ids; got {_fmt(x[frac].reshape(-1)[0])}")
+
+
+def any_nonfinite(values: Any) -> bool:
+    """True when a float array or tensor among ``values`` (numpy or torch, eager) holds a NaN or inf."""
+    for x in values:
+        if isinstance(x, (tuple, list)) and any_nonfinite(x):  # *inputs of FCOS, lists of levels
+            return True
+        if hasattr(x, "dtype") and dtype_kind(x.dtype) == "f" and bool(((x - x) != 0).any()):  # NaN for NaN and inf
+            return True
+    return False
+
+
+def nan_like(out: Any) -> Any:
+    """``out`` (a float, array, tensor, tuple or dict of them) with every float value NaN; a torch
+    tensor stays on the autograd graph (``out * nan``), so its gradient is NaN too."""
+    if isinstance(out, dict):
+        return {k: nan_like(v) for k, v in out.items()}
+    if isinstance(out, tuple):
+        return tuple(nan_like(v) for v in out)
+    if hasattr(out, "dtype"):
+        return out * float("nan") if dtype_kind(out.dtype) == "f" else out
+    return float("nan") if isinstance(out, float) else out
 
 
 def check_labels(fn: str, name: str, labels: Any, num_classes: Any, ignore_index: int | None,

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ._params import check_params
+from ._checks import any_nonfinite, nan_like
 from ._checks import InputError, InputTypeError, check_choice, check_dtype, check_labels, check_shapes, check_unit_interval
 from ._types import Reduction
 
@@ -106,6 +107,14 @@ class LossModule(nn.Module):
         super().__init__()
         check_params(self.name, params)
         self._params = params
+
+    def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
+        """``forward``, with every output NaN when a float input holds a NaN or inf (eager; in a graph
+        the exporter's ``InputGuard`` does the same with graph ops)."""
+        out = super().__call__(*inputs, **kwargs)
+        if is_tracing() or not any_nonfinite(inputs):
+            return out
+        return nan_like(out)
 
     @property
     def params(self) -> dict[str, Any]:

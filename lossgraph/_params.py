@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from ._checks import InputError, InputTypeError
+from ._checks import InputError, InputTypeError, any_nonfinite, nan_like
 
 Check = Callable[[str, str, Any], None]
 
@@ -202,8 +202,10 @@ def check_params(fn: str, params: Mapping[str, Any]) -> None:
 
 
 def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a functional or reference loss so that its parameters (the arguments that have a rule
-    and are not arrays) are checked on every call, with the same messages as ``spec.build()``."""
+    """Wrap a functional or reference loss: its parameters (the arguments that have a rule and are
+    not arrays) are checked on every call, with the same messages as ``spec.build()``, and a NaN or
+    inf in a float input makes every output NaN (as :class:`~lossgraph._functional.LossModule` and
+    the graphs' ``InputGuard`` do)."""
     sig = inspect.signature(fn)
     names = [n for n in sig.parameters if n in RULES]
 
@@ -211,7 +213,14 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         given = sig.bind_partial(*args, **kwargs).arguments
         check_params(fn.__name__, {n: given[n] for n in names if n in given and not hasattr(given[n], "shape")})
-        return fn(*args, **kwargs)
+        out = fn(*args, **kwargs)
+        if not any_nonfinite(given.values()):
+            return out
+        # a NaN or inf in any float input makes the value NaN (never a finite number from it, even
+        # where the input is masked out: an ignored pixel, a negative FCOS location, a term not taken)
+        if kwargs.get("grad"):
+            return nan_like(out[0]), out[1]
+        return nan_like(out)
 
     return wrapper
 
