@@ -179,6 +179,20 @@ def evaluate_file(
     return row
 
 
+def evaluate_chunk(run: OnnxLoss, paths: Sequence[str], *, cwd: str | None = None, **options: Any) -> list[dict[str, Any]]:
+    """Rows of several files (picklable: what a Dask task runs); relative paths are read under ``cwd``
+    but keep their name in the rows."""
+    rows = []
+    for path in paths:
+        row = evaluate_file(run, os.path.join(cwd, path) if cwd else path, **options)
+        rows.append({**row, "file": path})
+    return rows
+
+
+def _failed_row(path: str, error: str) -> dict[str, Any]:
+    return {"file": path, "outputs": None, "seconds": 0.0, "error": error}
+
+
 # --- the results file -------------------------------------------------------------------------------
 
 
@@ -263,6 +277,8 @@ def evaluate_files(
     mapping: Mapping[str, str] | None = None,
     outputs: Sequence[str] | None = None,
     progress: Progress | None = None,
+    client: Any = None,
+    graph_path: bool = False,
 ) -> list[dict[str, Any]]:
     """Evaluate a graph on every ``.npz`` of ``inputs`` (directories, globs, files) with one session.
 
@@ -277,6 +293,10 @@ def evaluate_files(
         mapping: ``{graph_input: array_name}`` for files whose arrays are named otherwise.
         outputs: output names to compute (default: all the graph's outputs).
         progress: a :class:`Progress` told about the start, each row and the end.
+        client: a ``distributed.Client``: evaluate in chunks on its Dask workers (rows arrive as chunks
+            finish; see :mod:`lossgraph.export.distributed`).
+        graph_path: with ``client``, workers open the model's path (shared storage) instead of
+            receiving the graph's bytes.
 
     Returns:
         One row per file of the shard, in file order (failed files included, with ``error`` set).
@@ -312,8 +332,15 @@ def evaluate_files(
     new: dict[str, dict[str, Any]] = {}
     try:
         progress.start(len(files), len(files) - len(todo))
-        for path in todo:
-            row = evaluate_file(run, path, mapping=mapping, outputs=names, check_finite=check_finite)
+        options = {"mapping": mapping, "outputs": names, "check_finite": check_finite}
+        if client is None:
+            rows: Iterable[dict[str, Any]] = (evaluate_file(run, path, **options) for path in todo)
+        else:
+            from .distributed import dask_rows, graph_for
+
+            rows = dask_rows(client, graph_for(model, run, graph_path), todo, evaluate_chunk, options, _failed_row)
+        for row in rows:
+            path = row["file"]
             if writer is not None:
                 writer.write(row)
             new[path] = row

@@ -1,0 +1,256 @@
+"""Evaluation on a Dask cluster: chunks of samples run in worker processes, rows come back to one writer.
+
+Torch-free; needs ``distributed`` (``pip install lossgraph[dask]``). :func:`lossgraph.export.evaluate_files`
+with ``client=distributed.Client(...)`` hands its work list to :func:`dask_rows`; everything else
+(listing, resume, the results file and its lock, the summary) stays in the in-process code, so both
+runs give the same rows. Only the client writes the results file.
+
+How the work is cut and run:
+
+- **One session per worker process**, loaded on its first task and cached by the graph's sha256. The
+  graph reaches the workers either as bytes inside every task (the default: nothing needs to be
+  shared; a catalog graph is tens of kB) or, with ``graph_path=True``, as a path every worker opens
+  (shared storage; nothing but the path travels). Intra-op threads per session are
+  ``cores of that machine // Dask worker threads on that machine`` (at least 1), so workers x threads
+  never exceeds the cores.
+- **Chunks sized from a measurement**: the first tasks carry one sample each; from then on a chunk
+  holds ``TASK_SECONDS / (mean seconds per sample so far)`` samples (rows carry their own ``seconds``),
+  capped so that each worker thread still gets about ``SPREAD`` chunks of what is left (load balance
+  at the tail). ``2 x threads`` chunks are in flight at once, so rows arrive while others run.
+- **Faults**: a worker that dies (``kill -9``, the nanny's memory limit) takes its running chunks with
+  it; the scheduler reruns them elsewhere, and a chunk's rows are delivered once, when it finishes.
+  A chunk that killed ``allowed-failures + 1`` workers (the scheduler setting
+  ``distributed.scheduler.allowed-failures``, default 3) comes back as ``KilledWorker``; its samples
+  are then rerun one per task, one at a time with nothing else running, and a sample that kills its
+  worker again becomes a failed row. Other errors of a task (the graph does not load on the workers)
+  stop the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from .runner import OnnxLoss
+
+#: target seconds of work per task (Dask costs about 1 ms per task; the client handles the rows of
+#: each chunk in one go). Chosen from benchmarks/dask_eval.py: see the README, "Evaluate on a cluster".
+TASK_SECONDS = 0.5
+#: chunks per worker thread of the remaining work at most (keeps the tail balanced)
+SPREAD = 4
+
+# --- the worker side ---------------------------------------------------------------------------------
+
+_SESSIONS: dict[str, OnnxLoss] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Graph:
+    """What a task needs to load the graph: ``sha`` (cache key), and ``data`` (bytes) or ``path``."""
+
+    sha: str
+    data: bytes | None = None
+    path: str | None = None
+    providers: str | tuple[str, ...] = "cpu"
+
+
+def graph_for(model: Any, run: OnnxLoss, by_path: bool = False) -> Graph:
+    """The :class:`Graph` of ``model`` (a path, bytes, ModelProto, or an OnnxLoss made from a path).
+
+    With ``by_path`` the workers open the model's absolute path (which must exist on every worker);
+    otherwise the bytes travel with the tasks.
+    """
+    if isinstance(model, OnnxLoss):
+        model = model.source if model.source != "<model>" else None
+    if isinstance(model, (str, os.PathLike)):
+        path = os.path.abspath(os.fspath(model))
+        with open(path, "rb") as f:
+            data = f.read()
+    elif isinstance(model, (bytes, bytearray)):
+        path, data = None, bytes(model)
+    elif hasattr(model, "SerializeToString"):
+        path, data = None, model.SerializeToString()
+    else:
+        from lossgraph._checks import InputError
+
+        raise InputError("evaluate_files: client= needs the model as a path, bytes or ModelProto "
+                         "(an OnnxLoss made from bytes cannot be sent to workers)")
+    if by_path and path is None:
+        from lossgraph._checks import InputError
+
+        raise InputError("evaluate_files: graph_path=True needs the model as a path that every worker sees")
+    sha = hashlib.sha256(data).hexdigest()
+    provider = tuple(run.session.get_providers())
+    return Graph(sha, None if by_path else data, path if by_path else None, provider)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def session(graph: Graph, threads: int) -> OnnxLoss:
+    """This process's session for ``graph`` (created once, with ``threads`` intra-op threads)."""
+    with _LOCK:
+        run = _SESSIONS.get(graph.sha)
+        if run is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            run = OnnxLoss(graph.data if graph.data is not None else graph.path, providers=list(graph.providers),
+                           sess_options=opts)
+            _SESSIONS[graph.sha] = run
+    return run
+
+
+def _worker_threads(threads: Mapping[str, int]) -> int:
+    """Intra-op threads for this worker: the client's figure for its host, else cores // its threads."""
+    from distributed import get_worker
+    from distributed.comm import get_address_host
+
+    worker = get_worker()
+    host = get_address_host(worker.address)
+    return threads.get(host) or max(1, _cores() // max(1, worker.state.nthreads))
+
+
+def run_chunk(evaluate: Callable[..., list[dict[str, Any]]], graph: Graph, threads: Mapping[str, int],
+              cwd: str, items: Sequence[Any], options: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A task: the rows of ``items`` (``evaluate(run, items, cwd=cwd, **options)``) in this worker's session."""
+    return evaluate(session(graph, _worker_threads(threads)), items, cwd=cwd, **options)
+
+
+# --- the client side ---------------------------------------------------------------------------------
+
+
+def threads_per_host(client: Any) -> dict[str, int]:
+    """``{host: intra-op threads}``: the host's cores divided by the Dask worker threads on it."""
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    cores = client.run(_cores)
+    on_host: dict[str, int] = {}
+    cores_of: dict[str, int] = {}
+    for addr, info in workers.items():
+        on_host[info["host"]] = on_host.get(info["host"], 0) + info["nthreads"]
+        cores_of[info["host"]] = cores.get(addr, 1)
+    return {h: max(1, cores_of[h] // n) for h, n in on_host.items()}
+
+
+def chunk_size(seconds_per_item: float | None, remaining: int, slots: int) -> int:
+    """Samples in the next task: 1 until a row has been timed, then :data:`TASK_SECONDS` worth,
+    at most ``remaining / (SPREAD x slots)`` (rounded up) and at least 1."""
+    if seconds_per_item is None:
+        return 1
+    target = int(TASK_SECONDS / max(seconds_per_item, 1e-6))
+    return max(1, min(target, math.ceil(remaining / (SPREAD * slots))))
+
+
+def died_error(deaths: int) -> str:
+    return (f"the worker process died {deaths} times while evaluating this file alone "
+            f"(distributed.scheduler.allowed-failures = {deaths - 1}): a crash or the worker memory limit")
+
+
+def dask_rows(
+    client: Any,
+    graph: Graph,
+    items: Sequence[Any],
+    evaluate: Callable[..., list[dict[str, Any]]],
+    options: Mapping[str, Any],
+    failed_row: Callable[[Any, str], dict[str, Any]],
+) -> Iterator[dict[str, Any]]:
+    """Rows of ``items`` as their chunks finish on the cluster of ``client`` (each item's row once).
+
+    ``evaluate(run, chunk, cwd=..., **options)`` is the picklable chunk function of the in-process run;
+    ``failed_row(item, reason)`` makes the row of an item that kept killing its worker.
+    """
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
+    slots = max(1, sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values()))
+    threads = threads_per_host(client)
+    deaths = int(client.run_on_scheduler(_allowed_failures)) + 1
+    cwd = os.getcwd()
+    pending = deque(range(len(items)))
+    isolate: deque[int] = deque()
+    active: dict[Any, list[int]] = {}
+    done = [False] * len(items)
+    seconds = [0.0, 0]  # sum of row seconds, rows timed
+    tag = uuid.uuid4().hex[:8]
+    ac = as_completed()
+
+    def submit(idx: list[int]) -> None:
+        fut = client.submit(run_chunk, evaluate, graph, threads, cwd, [items[i] for i in idx], options,
+                            key=f"lossgraph-eval-{tag}-{idx[0]}-{uuid.uuid4().hex[:8]}", pure=False)
+        active[fut] = idx
+        ac.add(fut)
+
+    try:
+        while True:
+            if isolate:  # suspects run alone, one at a time, so a death is theirs only
+                if not active:
+                    submit([isolate.popleft()])
+            else:
+                while pending and len(active) < 2 * slots:
+                    per_item = seconds[0] / seconds[1] if seconds[1] else None
+                    n = chunk_size(per_item, len(pending), slots)
+                    submit([pending.popleft() for _ in range(min(n, len(pending)))])
+            if not active:
+                return
+            fut = next(ac)
+            idx = active.pop(fut)
+            if fut.status == "error" and isinstance(fut.exception(), KilledWorker):
+                if len(idx) > 1:
+                    isolate.extend(idx)
+                    continue
+                rows = [failed_row(items[idx[0]], died_error(deaths))]
+            else:
+                rows = fut.result()  # re-raises a task's own error (a graph the workers cannot load)
+            fut.release()
+            for i, row in zip(idx, rows):
+                if done[i]:
+                    continue
+                done[i] = True
+                if row.get("error") is None:
+                    seconds[0] += float(row["seconds"])
+                    seconds[1] += 1
+                yield row
+    finally:
+        if active:
+            client.cancel(list(active))
+
+
+def _allowed_failures(dask_scheduler: Any) -> int:
+    """The scheduler's ``allowed-failures`` (run on the scheduler: its own setting counts)."""
+    return int(dask_scheduler.allowed_failures)
+
+
+@contextlib.contextmanager
+def open_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+    """A ``distributed.Client``: on an existing scheduler (``tcp://HOST:PORT`` or a scheduler file),
+    or on a new ``LocalCluster`` of ``workers`` processes with one thread each (closed on exit)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        from lossgraph._checks import InputError
+
+        raise InputError("--workers/--scheduler need Dask: pip install 'lossgraph[dask]'") from None
+    if scheduler is not None:
+        kwargs = {"scheduler_file": scheduler} if os.path.isfile(scheduler) else {"address": scheduler}
+        with Client(**kwargs, timeout=30) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
