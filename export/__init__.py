@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .evaluate import evaluate_files, read_results, summarize
+from .evaluate import EvalOptions, evaluate_chunk, evaluate_files, run_header
+from .results import ResultsError, read_results, read_results_file
+from .samples import Sample, find_samples
+from .summary import dataset_metrics, summarize
 from .runner import OnnxLoss, OnnxLossError, cuda_usable
 
-__all__ = ["OnnxLoss", "OnnxLossError", "cuda_usable", "evaluate_files", "read_results", "summarize", "to_onnx", "ValueAndGrad"]
+__all__ = [
+    "EvalOptions", "OnnxLoss", "OnnxLossError", "ResultsError", "Sample", "ValueAndGrad", "cuda_usable", "dataset_metrics",
+    "evaluate_chunk", "evaluate_files", "find_samples", "read_results", "read_results_file", "run_header", "summarize",
+    "to_onnx",
+]
 
 
 def __getattr__(name: str) -> Any:

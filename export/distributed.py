@@ -1,9 +1,11 @@
 """Evaluation on a Dask cluster: chunks of samples run in worker processes, rows come back to one writer.
 
 Torch-free; needs ``distributed`` (``pip install lossgraph[dask]``). :func:`lossgraph.export.evaluate_files`
-with ``client=distributed.Client(...)`` hands its work list to :func:`dask_rows`; everything else
-(listing, resume, the results file and its lock, the summary) stays in the in-process code, so both
-runs give the same rows. Only the client writes the results file.
+with ``client=distributed.Client(...)`` hands its samples to :func:`dask_rows`, whose tasks run the
+in-process :func:`~lossgraph.export.evaluate.evaluate_chunk`; everything else (listing, shards, resume,
+the results file and its lock, the summary) stays in the in-process code, so both runs give the same
+rows. Only the client writes the results file. Sample files are read by the workers, at the client's
+absolute paths (relative paths are taken from the client's working directory): shared storage.
 
 How the work is cut and run:
 
@@ -36,10 +38,14 @@ import os
 import threading
 import uuid
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Iterator, Mapping, Sequence
 
+from lossgraph._checks import InputError
+
+from .evaluate import EvalOptions, evaluate_chunk
 from .runner import OnnxLoss
+from .samples import Sample
 
 #: target seconds of work per task (Dask costs about 1 ms per task; the client handles the rows of
 #: each chunk in one go). Chosen from benchmarks/dask_eval.py: see the README, "Evaluate on a cluster".
@@ -80,13 +86,9 @@ def graph_for(model: Any, run: OnnxLoss, by_path: bool = False) -> Graph:
     elif hasattr(model, "SerializeToString"):
         path, data = None, model.SerializeToString()
     else:
-        from lossgraph._checks import InputError
-
         raise InputError("evaluate_files: client= needs the model as a path, bytes or ModelProto "
                          "(an OnnxLoss made from bytes cannot be sent to workers)")
     if by_path and path is None:
-        from lossgraph._checks import InputError
-
         raise InputError("evaluate_files: graph_path=True needs the model as a path that every worker sees")
     sha = hashlib.sha256(data).hexdigest()
     provider = tuple(run.session.get_providers())
@@ -127,10 +129,16 @@ def _worker_threads(threads: Mapping[str, int]) -> int:
     return threads.get(host) or max(1, _cores() // max(1, worker.state.nthreads))
 
 
-def run_chunk(evaluate: Callable[..., list[dict[str, Any]]], graph: Graph, threads: Mapping[str, int],
-              cwd: str, items: Sequence[Any], options: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A task: the rows of ``items`` (``evaluate(run, items, cwd=cwd, **options)``) in this worker's session."""
-    return evaluate(session(graph, _worker_threads(threads)), items, cwd=cwd, **options)
+def _rebase(sample: Sample, cwd: str) -> Sample:
+    return replace(sample, sources=tuple(replace(src, path=os.path.join(cwd, src.path)) for src in sample.sources))
+
+
+def run_chunk(graph: Graph, threads: Mapping[str, int], cwd: str, samples: Sequence[Sample],
+              options: EvalOptions) -> list[dict[str, Any]]:
+    """A task: the rows of ``samples`` (relative paths read under ``cwd``, named as given) by
+    :func:`~lossgraph.export.evaluate.evaluate_chunk` in this worker's session."""
+    rows = evaluate_chunk(session(graph, _worker_threads(threads)), [_rebase(s, cwd) for s in samples], options)
+    return [{**row, "file": s.file} for row, s in zip(rows, samples)]
 
 
 # --- the client side ---------------------------------------------------------------------------------
@@ -157,41 +165,39 @@ def chunk_size(seconds_per_item: float | None, remaining: int, slots: int) -> in
     return max(1, min(target, math.ceil(remaining / (SPREAD * slots))))
 
 
-def died_error(deaths: int) -> str:
-    return (f"the worker process died {deaths} times while evaluating this file alone "
-            f"(distributed.scheduler.allowed-failures = {deaths - 1}): a crash or the worker memory limit")
+def died_row(sample: Sample, deaths: int) -> dict[str, Any]:
+    """The failed row of a sample that killed ``deaths`` worker processes when it ran alone."""
+    error = (f"the worker process died {deaths} times while evaluating this sample alone "
+             f"(distributed.scheduler.allowed-failures = {deaths - 1}): a crash, or the worker's memory limit")
+    return {"key": sample.key, "file": sample.file, "outputs": None, "seconds": 0.0, "error": error,
+            "nonfinite": [], "pixels": None}
 
 
-def dask_rows(
-    client: Any,
-    graph: Graph,
-    items: Sequence[Any],
-    evaluate: Callable[..., list[dict[str, Any]]],
-    options: Mapping[str, Any],
-    failed_row: Callable[[Any, str], dict[str, Any]],
-) -> Iterator[dict[str, Any]]:
-    """Rows of ``items`` as their chunks finish on the cluster of ``client`` (each item's row once).
+def dask_rows(client: Any, model: Any, run: OnnxLoss, samples: Sequence[Sample], options: EvalOptions,
+              by_path: bool = False) -> Iterator[dict[str, Any]]:
+    """Rows of ``samples`` as their chunks finish on the cluster of ``client``, each sample's row once.
 
-    ``evaluate(run, chunk, cwd=..., **options)`` is the picklable chunk function of the in-process run;
-    ``failed_row(item, reason)`` makes the row of an item that kept killing its worker.
+    ``model`` and ``run`` are the graph as given and its session in this process (which picks the
+    providers); with ``by_path`` the workers open the model's path instead of receiving its bytes.
     """
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
+    graph = graph_for(model, run, by_path)
     slots = max(1, sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values()))
     threads = threads_per_host(client)
     deaths = int(client.run_on_scheduler(_allowed_failures)) + 1
     cwd = os.getcwd()
-    pending = deque(range(len(items)))
+    pending = deque(range(len(samples)))
     isolate: deque[int] = deque()
     active: dict[Any, list[int]] = {}
-    done = [False] * len(items)
-    seconds = [0.0, 0]  # sum of row seconds, rows timed
+    done = [False] * len(samples)
+    timed = [0.0, 0]  # seconds of the rows timed so far, their count
     tag = uuid.uuid4().hex[:8]
     ac = as_completed()
 
     def submit(idx: list[int]) -> None:
-        fut = client.submit(run_chunk, evaluate, graph, threads, cwd, [items[i] for i in idx], options,
+        fut = client.submit(run_chunk, graph, threads, cwd, [samples[i] for i in idx], options,
                             key=f"lossgraph-eval-{tag}-{idx[0]}-{uuid.uuid4().hex[:8]}", pure=False)
         active[fut] = idx
         ac.add(fut)
@@ -203,8 +209,7 @@ def dask_rows(
                     submit([isolate.popleft()])
             else:
                 while pending and len(active) < 2 * slots:
-                    per_item = seconds[0] / seconds[1] if seconds[1] else None
-                    n = chunk_size(per_item, len(pending), slots)
+                    n = chunk_size(timed[0] / timed[1] if timed[1] else None, len(pending), slots)
                     submit([pending.popleft() for _ in range(min(n, len(pending)))])
             if not active:
                 return
@@ -214,7 +219,7 @@ def dask_rows(
                 if len(idx) > 1:
                     isolate.extend(idx)
                     continue
-                rows = [failed_row(items[idx[0]], died_error(deaths))]
+                rows = [died_row(samples[idx[0]], deaths)]
             else:
                 rows = fut.result()  # re-raises a task's own error (a graph the workers cannot load)
             fut.release()
@@ -222,9 +227,9 @@ def dask_rows(
                 if done[i]:
                     continue
                 done[i] = True
-                if row.get("error") is None:
-                    seconds[0] += float(row["seconds"])
-                    seconds[1] += 1
+                if row["error"] is None:
+                    timed[0] += float(row["seconds"])
+                    timed[1] += 1
                 yield row
     finally:
         if active:

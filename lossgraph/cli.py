@@ -145,8 +145,8 @@ class _BarProgress(_PlainProgress):
 
 def _single_file(args: argparse.Namespace) -> bool:
     """The original form ``eval F.onnx INPUTS.npz``: one existing file, no results file, no sharding."""
-    return len(args.inputs) == 1 and os.path.isfile(args.inputs[0]) and not (
-        args.out or args.shard or args.resume or args.workers or args.scheduler)
+    return (len(args.inputs) == 1 and os.path.isfile(args.inputs[0]) and not args.input
+            and not (args.out or args.shard or args.resume or args.report or args.workers or args.scheduler))
 
 
 def _dask_client(args: argparse.Namespace) -> Any:
@@ -165,22 +165,55 @@ def _dask_client(args: argparse.Namespace) -> Any:
     return open_client(args.workers, args.scheduler)
 
 
+def print_summary(summary: dict[str, Any], stream: Any) -> None:
+    """The human summary of a batch: counts, means, the dataset metrics, the first failures."""
+    means = ", ".join(f"{k} {v:.8g}" for k, v in summary["mean"].items())
+    extra = f", {summary['nonfinite']} with non-finite outputs" if summary["nonfinite"] else ""
+    print(f"{summary['count']} files: {summary['ok']} ok, {summary['failed']} failed{extra}; mean {means or '-'}", file=stream)
+    for k, v in summary.get("pixel_mean", {}).items():
+        print(f"pixel-weighted mean {k} {v:.8g}", file=stream)
+    ds = summary.get("dataset")
+    if ds:
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        print(f"dataset ({ds['output']}, {ds['classes']} classes, {ds['pixels']:.0f} pixels): miou {fmt(ds['miou'])}, "
+              f"mdice {fmt(ds['mdice'])}, pixel accuracy {fmt(ds['pixel_accuracy'])}", file=stream)
+        print("  iou per class: " + " ".join(fmt(v) for v in ds["iou"]), file=stream)
+        if ds["absent"]:
+            print(f"  absent classes (no ground truth, no prediction): {', '.join(map(str, ds['absent']))}", file=stream)
+    for f in summary["failures"][:20]:
+        print(f"failed: {f['file']}: {f['error']}", file=stream)
+    if summary["failed"] > 20:
+        print(f"... and {summary['failed'] - 20} more failed files", file=stream)
+
+
+def _dump(obj: Any) -> str:
+    from lossgraph.export.summary import strict_json
+
+    return json.dumps(strict_json(obj), allow_nan=False)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    from lossgraph.export import OnnxLoss, evaluate_files, summarize
+    from lossgraph.export import OnnxLoss, evaluate_files, run_header, summarize
+    from lossgraph.export.samples import parse_templates
 
     run = OnnxLoss(args.model, providers=args.provider)
     mapping = parse_mapping(args.map)
     outputs = [o for o in args.outputs.split(",") if o] if args.outputs else None
+    templates = parse_templates(args.input) if args.input else None
+    if templates and args.inputs:
+        raise UserError("give .npz inputs or --input NAME=TEMPLATE, not both")
+    if not templates and not args.inputs:
+        raise UserError("eval needs .npz inputs (files, directories, globs) or --input NAME=TEMPLATE")
     if _single_file(args):
         (path,) = args.inputs
         (row,) = evaluate_files(run, path, mapping=mapping, outputs=outputs, check_finite=args.check_finite)
         if row["error"]:
             raise UserError(f"{path}: {row['error']}")
         if args.json:
-            print(json.dumps({"file": path, "provider": run.provider, "outputs": row["outputs"], "seconds": row["seconds"]}))
+            print(_dump({"file": path, "provider": run.provider, "outputs": row["outputs"], "seconds": row["seconds"]}))
         else:
             for k, v in row["outputs"].items():
-                print(f"{k}: {v:.8g}" if isinstance(v, float) else f"{k}: array{np.shape(v)} mean {np.mean(v):.8g}")
+                print(f"{k}: {v:.8g}" if isinstance(v, float) else f"{k}: array{np.shape(v)} mean {np.nanmean(np.array(v, float)):.8g}")
         return 0
 
     if args.resume and not args.out:
@@ -191,27 +224,55 @@ def cmd_eval(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         with _dask_client(args) as client:
-            rows = evaluate_files(run, args.inputs, out=args.out, shard=args.shard, resume=args.resume, mapping=mapping,
-                                  outputs=outputs, check_finite=args.check_finite, progress=progress, client=client,
-                                  graph_path=args.graph_path)
+            rows = evaluate_files(run, args.inputs or None, templates=templates, out=args.out, shard=args.shard,
+                                  resume=args.resume, mapping=mapping, outputs=outputs, check_finite=args.check_finite,
+                                  progress=progress, client=client, graph_path=args.graph_path)
     except KeyboardInterrupt:
         hint = f"; rerun with --resume to finish {args.out}" if args.out else ""
         print(f"lossgraph: interrupted{hint}", file=sys.stderr)
         return 130
-    summary = summarize(rows)
+    header = run_header(run, outputs or run.outputs)
+    summary = summarize(rows, header, convention=args.convention)
     wall = time.perf_counter() - t0
     stream = sys.stderr if to_stdout else sys.stdout
+    if args.report:
+        from lossgraph.export.report import write_report
+
+        write_report(args.report, rows, header, summary, worst=args.worst)
     if args.json:
-        print(json.dumps({**summary, "provider": run.provider, "wall_seconds": wall, "out": args.out}), file=stream)
+        print(_dump({**summary, "provider": run.provider, "wall_seconds": wall, "out": args.out}), file=stream)
         return 1 if summary["failed"] else 0
-    means = ", ".join(f"{k} {v:.8g}" for k, v in summary["mean"].items())
+    print_summary(summary, stream)
     where = f" -> {args.out}" if args.out else ""
-    print(f"{summary['count']} files: {summary['ok']} ok, {summary['failed']} failed; mean {means or '-'}{where}", file=stream)
-    print(f"provider {run.provider}; this run {wall:.1f} s", file=stream)
-    for f in summary["failures"][:20]:
-        print(f"failed: {f['file']}: {f['error']}", file=stream)
-    if summary["failed"] > 20:
-        print(f"... and {summary['failed'] - 20} more failed files (see {args.out or 'the rows above'})", file=stream)
+    print(f"provider {run.provider}; this run {wall:.1f} s{where}", file=stream)
+    if args.report:
+        print(f"report: {os.path.join(args.report, 'report.md')}", file=stream)
+    return 1 if summary["failed"] else 0
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    """The summary of one or more results files (shards of one run), as if one run wrote them all."""
+    from lossgraph.export import read_results_file, summarize
+
+    header: dict[str, Any] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for path in args.results:
+        h, part = read_results_file(path)
+        if header and h.get("aggregation") and h["aggregation"] != header.get("aggregation"):
+            raise UserError(f"{path} holds other outputs or rules ({h['aggregation']}) than {args.results[0]} "
+                            f"({header['aggregation']})")
+        header = header or h
+        for r in part:
+            rows[r["key"]] = r  # a sample in several files (a resumed shard) counts once: the last row
+    summary = summarize(rows.values(), header, convention=args.convention)
+    if args.report:
+        from lossgraph.export.report import write_report
+
+        write_report(args.report, list(rows.values()), header, summary, worst=args.worst)
+    if args.json:
+        print(_dump({**summary, "files": args.results}))
+    else:
+        print_summary(summary, sys.stdout)
     return 1 if summary["failed"] else 0
 
 
@@ -309,6 +370,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--report", metavar="DIR", help="write DIR/report.md with PNG charts (per-class IoU, histograms, worst files)")
+    s.add_argument("--worst", type=int, default=10, metavar="K", help="files listed as worst in the report (default 10)")
+    s.add_argument("--convention", default="absent", choices=["absent", "mmseg", "torchmetrics"],
+                   help="per-class value of a class absent from ground truth and prediction: None, NaN, 0 (means skip it)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lossgraph", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -326,23 +394,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--with-grad", action="store_true", help="also output grad_<input> for differentiable inputs")
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("eval", help="run an exported graph on saved inputs (.npz files: one, a directory, a glob)")
+    s = sub.add_parser("eval", help="run an exported graph on saved inputs (.npz files, or --input templates)")
     s.add_argument("model")
-    s.add_argument("inputs", nargs="+", help=".npz file(s), directories (recursive) or glob patterns")
+    s.add_argument("inputs", nargs="*", help=".npz file(s), directories (recursive) or glob patterns")
+    s.add_argument("--input", action="append", default=[], metavar="NAME=TEMPLATE",
+                   help="graph input NAME from files named by TEMPLATE with {stem} (e.g. labels='gt/{stem}.png'); "
+                        ".npy, .npz[:array], .png, .tif")
     s.add_argument("--out", "-o", help="results file, .jsonl or .csv (one row per file, written as it goes)")
     s.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"])
-    s.add_argument("--shard", metavar="I/N", help="evaluate only shard I of N (1-based; split by a hash of each path)")
-    s.add_argument("--resume", action="store_true", help="skip the files already in --out, append the rest")
+    s.add_argument("--shard", metavar="I/N", help="evaluate only shard I of N (1-based; split by a hash of each key)")
+    s.add_argument("--resume", action="store_true", help="skip the samples already in --out, append the rest")
     s.add_argument("--check-finite", action="store_true", help="NaN/inf in an input or output fails the file")
     s.add_argument("--map", action="append", default=[], metavar="INPUT=ARRAY",
                    help="read graph input INPUT from the array named ARRAY in the files")
     s.add_argument("--outputs", metavar="NAMES", help="comma-separated outputs to compute (default: all)")
+    _summary_options(s)
     s.add_argument("--json", action="store_true", help="one file: the row as JSON; many: the summary as JSON")
     s.add_argument("--workers", type=int, metavar="N", help="evaluate on a Dask LocalCluster of N worker processes")
-    s.add_argument("--scheduler", metavar="ADDR", help="evaluate on an existing Dask cluster: tcp://HOST:PORT or a scheduler file")
+    s.add_argument("--scheduler", metavar="ADDR",
+                   help="evaluate on an existing Dask cluster: tcp://HOST:PORT or a scheduler file")
     s.add_argument("--graph-path", action="store_true",
                    help="Dask workers open the model's path (shared storage) instead of receiving its bytes")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("summarize", help="the summary of results files (shards of one run merged exactly)")
+    s.add_argument("results", nargs="+", help=".jsonl / .csv results files")
+    _summary_options(s)
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    s.set_defaults(func=cmd_summarize)
 
     s = sub.add_parser("check", help="three-way parity: torch vs ONNX (onnxruntime) vs reference")
     s.add_argument("names", nargs="*")
@@ -377,14 +456,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lossgraph.export.results import ResultsError
     from lossgraph.export.runner import OnnxLossError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, OnnxLossError, ValueError, TypeError, KeyError, FileNotFoundError) as e:
+    except (UserError, OnnxLossError, ResultsError, ValueError, TypeError, KeyError, FileNotFoundError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"lossgraph: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the environment: permissions, disk full, a folder that cannot be made
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"lossgraph: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
 
 

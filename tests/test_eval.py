@@ -18,7 +18,7 @@ import lossgraph as lg
 from lossgraph import reference as ref
 from lossgraph.cli import main
 from lossgraph.export import OnnxLoss, evaluate_files, read_results, summarize
-from lossgraph.export.evaluate import find_files, in_shard, parse_shard
+from lossgraph.export.samples import in_shard, npz_files, parse_shard
 
 pytestmark = pytest.mark.xdist_group("sigmoid_focal")  # shares the parity tests' exported graph
 
@@ -91,7 +91,7 @@ def test_nan_passes_without_check_finite_and_csv_round_trip(focal, tmp_path):
     rows = evaluate_files(focal, str(tmp_path / "data" / "**" / "*.npz"), out=out, providers="cpu")
     assert sum(r["error"] is not None for r in rows) == 3  # the NaN file runs and gives NaN
     nan_row = next(r for r in rows if r["file"].endswith("_nan.npz"))
-    assert np.isnan(nan_row["outputs"]["loss"])
+    assert nan_row["outputs"]["loss"] is None and nan_row["nonfinite"] == ["loss"]  # strict JSON: null, marked
     back = read_results(out)
     assert [r["file"] for r in back] == [r["file"] for r in rows]
     for a, b in zip(back, rows):
@@ -125,8 +125,8 @@ def test_mapping_outputs_and_array_outputs(graphs, tmp_path):
 def test_shards_partition_the_files_whatever_the_mount_point(tmp_path):
     _dataset(tmp_path / "a", 60, bad=False)
     shutil.copytree(tmp_path / "a", tmp_path / "elsewhere" / "b")
-    keys = [k for _, k in find_files(tmp_path / "a")]
-    assert keys == [k for _, k in find_files(tmp_path / "elsewhere" / "b")] and len(keys) == 60
+    keys = [k for _, k in npz_files(tmp_path / "a")]
+    assert keys == [k for _, k in npz_files(tmp_path / "elsewhere" / "b")] and len(keys) == 60
     parts = [[k for k in keys if in_shard(k, (i, 4))] for i in range(1, 5)]
     assert sorted(sum(parts, [])) == sorted(keys)  # each file in exactly one shard
     assert all(5 <= len(p) <= 25 for p in parts), [len(p) for p in parts]
@@ -150,7 +150,8 @@ def test_resume_skips_done_files_and_drops_a_cut_row(focal, tmp_path):
     out = tmp_path / "r.jsonl"
     full = evaluate_files(focal, tmp_path / "data", out=out, providers="cpu", check_finite=True)
     lines = out.read_text().splitlines(keepends=True)
-    out.write_text("".join(lines[:7]) + lines[7][:25])  # a run killed while writing row 8
+    assert json.loads(lines[0])["lossgraph"]["outputs"] == ["loss"]  # the header, then one line per row
+    out.write_text("".join(lines[:8]) + lines[8][:25])  # a run killed while writing row 8
 
     seen = []
 
