@@ -38,12 +38,13 @@ import os
 import threading
 import uuid
 from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from lossgraph._checks import InputError
 
-from .evaluate import EvalOptions, evaluate_chunk
+from .evaluate import EvalOptions, evaluate_chunk, evaluate_sample
 from .runner import OnnxLoss
 from .samples import Sample
 
@@ -52,6 +53,12 @@ from .samples import Sample
 TASK_SECONDS = 0.5
 #: chunks per worker thread of the remaining work at most (keeps the tail balanced)
 SPREAD = 4
+#: on a LocalCluster, samples faster than this stay in the client process (benchmarks/dask_eval.py)
+LOCAL_MIN_SECONDS = 0.002
+#: samples timed in the client process before a LocalCluster run decides (their median decides)
+PROBE = 3
+
+_log = logging.getLogger(__name__)
 
 # --- the worker side ---------------------------------------------------------------------------------
 
@@ -146,13 +153,15 @@ def run_chunk(graph: Graph, threads: Mapping[str, int], cwd: str, samples: Seque
 
 def threads_per_host(client: Any) -> dict[str, int]:
     """``{host: intra-op threads}``: the host's cores divided by the Dask worker threads on it."""
-    workers = client.scheduler_info(n_workers=-1)["workers"]
+    from distributed.comm import get_address_host
+
     cores = client.run(_cores)
     on_host: dict[str, int] = {}
     cores_of: dict[str, int] = {}
-    for addr, info in workers.items():
-        on_host[info["host"]] = on_host.get(info["host"], 0) + info["nthreads"]
-        cores_of[info["host"]] = cores.get(addr, 1)
+    for addr, n in client.nthreads().items():
+        host = get_address_host(addr)
+        on_host[host] = on_host.get(host, 0) + n
+        cores_of[host] = cores.get(addr, 1)
     return {h: max(1, cores_of[h] // n) for h, n in on_host.items()}
 
 
@@ -173,18 +182,48 @@ def died_row(sample: Sample, deaths: int) -> dict[str, Any]:
             "nonfinite": [], "pixels": None}
 
 
+def is_local(client: Any) -> bool:
+    """Whether ``client`` runs a ``LocalCluster`` (its workers share this machine's cores)."""
+    from distributed import LocalCluster
+
+    return isinstance(getattr(client, "cluster", None), LocalCluster)
+
+
 def dask_rows(client: Any, model: Any, run: OnnxLoss, samples: Sequence[Sample], options: EvalOptions,
               by_path: bool = False) -> Iterator[dict[str, Any]]:
     """Rows of ``samples`` as their chunks finish on the cluster of ``client``, each sample's row once.
 
     ``model`` and ``run`` are the graph as given and its session in this process (which picks the
     providers); with ``by_path`` the workers open the model's path instead of receiving its bytes.
+
+    On a ``LocalCluster``, the first :data:`PROBE` samples are evaluated here, one by one (their rows
+    count); unless most of them take :data:`LOCAL_MIN_SECONDS` or more, the whole run stays in this
+    process (a local cluster shares these cores and costs more than it gives on such samples) and a
+    warning says so.
     """
+    probed: list[float] = []
+    if is_local(client) and LOCAL_MIN_SECONDS > 0:
+        for s in samples[:PROBE]:
+            row = evaluate_sample(run, s, options)
+            probed.append(row["seconds"])
+            yield row
+            if sum(t >= LOCAL_MIN_SECONDS for t in probed) > PROBE // 2:
+                break
+        else:
+            if len(probed) < len(samples):
+                _log.warning("eval: samples take %.2g ms each, less than the %.2g ms where a local Dask cluster pays "
+                             "off (benchmarks/dask_eval.py): evaluating in this process",
+                             1e3 * sorted(probed)[len(probed) // 2], 1e3 * LOCAL_MIN_SECONDS)
+            yield from (evaluate_sample(run, s, options) for s in samples[len(probed):])
+            return
+    yield from _cluster_rows(client, graph_for(model, run, by_path), samples[len(probed):], options)
+
+
+def _cluster_rows(client: Any, graph: Graph, samples: Sequence[Sample], options: EvalOptions) -> Iterator[dict[str, Any]]:
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
-    graph = graph_for(model, run, by_path)
-    slots = max(1, sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values()))
+    slots = max(1, sum(client.nthreads().values()))
     threads = threads_per_host(client)
     deaths = int(client.run_on_scheduler(_allowed_failures)) + 1
     cwd = os.getcwd()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -15,16 +16,16 @@ import sys
 import time
 import zlib
 
+import dask
+import distributed
 import numpy as np
 import pytest
 
 import lossgraph as lg
 from lossgraph import reference as ref
+from lossgraph.export import distributed as dd
 from lossgraph.export import evaluate_files, read_results
 from lossgraph.export.evaluate import Progress
-
-distributed = pytest.importorskip("distributed")  # the test extra installs it; a bare install has no Dask
-dask = pytest.importorskip("dask")
 
 pytestmark = pytest.mark.xdist_group("sigmoid_focal")  # shares the parity tests' exported graph
 
@@ -103,14 +104,18 @@ def _check_values(rows):
 def cluster():
     """A LocalCluster of 2 worker processes (1 thread each, a memory limit), whose scheduler lets a
     task kill 2 workers (allowed-failures 1) before it gives up on it."""
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=None, memory_limit=WORKER_MEMORY) as c:
-            yield c
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+        memory_limit=WORKER_MEMORY,
+    ) as c:
+        yield c
 
 
 @pytest.fixture()
-def client(cluster):
+def client(cluster, monkeypatch):
+    """A client of the LocalCluster; every sample counts as slow enough for it (the first two run in
+    this process while the run decides, the rest on the workers)."""
+    monkeypatch.setattr(dd, "LOCAL_MIN_SECONDS", 1e-9)
     with distributed.Client(cluster) as c:
         c.wait_for_workers(2, timeout=60)
         yield c
@@ -167,8 +172,6 @@ def test_local_cluster_rows_equal_in_process(focal, client, tmp_path):
 def test_graph_from_path_and_worker_sessions(focal, client, tmp_path):
     """``graph_path=True``: workers open the path; each worker process holds one session per graph
     with intra-op threads = cores // worker threads on the host."""
-    from lossgraph.export import distributed as dd
-
     data = _dataset(tmp_path / "data", 8)
     here = evaluate_files(focal, data, providers="cpu")
     assert _same(evaluate_files(focal, data, providers="cpu", client=client, graph_path=True)) == _same(here)
@@ -188,15 +191,15 @@ def test_killed_worker_loses_nothing(focal, client, tmp_path):
     data = _dataset(tmp_path / "data", 60)
     here = evaluate_files(focal, data, providers="cpu")
     pids = client.run(os.getpid)
-    victim = sorted(pids.values())[0]
+    victim = min(pids.values())
 
     class KillOnFirstRow(Progress):
-        killed = False
+        seen = 0
 
         def update(self, row):
-            if not self.killed:
+            self.seen += 1
+            if self.seen == 3:  # the first row from a worker (two came from the probe), chunks in flight
                 os.kill(victim, signal.SIGKILL)
-                self.killed = True
 
     out = tmp_path / "r.jsonl"
     there = evaluate_files(focal, data, out=out, providers="cpu", client=client, progress=KillOnFirstRow())
@@ -224,6 +227,25 @@ def test_poison_file_becomes_failed_row(focal, client, tmp_path):
     assert pids != set(client.run(os.getpid).values())  # the poison file really killed worker processes
 
 
+def test_small_samples_stay_in_process(focal, client, tmp_path, monkeypatch):
+    """On a LocalCluster, samples faster than LOCAL_MIN_SECONDS are evaluated in the client process."""
+    monkeypatch.setattr(dd, "LOCAL_MIN_SECONDS", 10.0)
+    data = _dataset(tmp_path / "data", 10)
+    here = evaluate_files(focal, data, providers="cpu")
+    said = logging.Handler()
+    said.emit = lambda record: said.lines.append(record.getMessage())
+    said.lines = []
+    logging.getLogger(dd.__name__).addHandler(said)
+    try:
+        with distributed.get_task_stream(client) as tasks:
+            there = evaluate_files(focal, data, providers="cpu", client=client)
+    finally:
+        logging.getLogger(dd.__name__).removeHandler(said)
+    assert _same(there) == _same(here)
+    assert not tasks.data  # no task ran on the cluster
+    assert len(said.lines) == 1 and "less than the 1e+04 ms where a local Dask cluster pays off" in said.lines[0]
+
+
 def test_scheduler_and_workers_cli(focal, scheduler, tmp_path, monkeypatch):
     from lossgraph.cli import main
 
@@ -237,6 +259,21 @@ def test_scheduler_and_workers_cli(focal, scheduler, tmp_path, monkeypatch):
         written = read_results(name)
         assert len(written) == len(here) and _by_file(written) == _by_file(here)
     _check_values(here)
+
+
+def test_cli_workers_local_cluster(focal, tmp_path, monkeypatch, capsys):
+    from lossgraph.cli import main
+
+    monkeypatch.setattr(dd, "LOCAL_MIN_SECONDS", 1e-9)  # tiny files: through the workers all the same
+    data = _dataset(tmp_path / "data", 12)
+    here = evaluate_files(focal, data, providers="cpu")
+    out = tmp_path / "r.jsonl"
+    assert main(["eval", focal, str(data), "--out", str(out), "--workers", "2", "--provider", "cpu", "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["count"] == 13 and summary["failed"] == 1
+    assert _by_file(read_results(out)) == _by_file(here)
+    assert main(["eval", focal, str(data), "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "give one of them" in capsys.readouterr().err
 
 
 def test_resume_after_killing_the_client(focal, scheduler, tmp_path):
@@ -257,7 +294,7 @@ def test_resume_after_killing_the_client(focal, scheduler, tmp_path):
         client.wait()
     first = read_results(out)
     assert 5 <= len(first) < 301, len(first)  # killed mid-run
-    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*cmd, "--resume"], check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr  # f_bad fails
     written = read_results(out)
     here = evaluate_files(focal, data, providers="cpu")
