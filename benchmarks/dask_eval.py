@@ -79,7 +79,7 @@ def measure(graph: str, root: str, client=None) -> tuple[float, float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heavy", type=int, default=48, help="files of the heavy graph")
-    ap.add_argument("--medium", type=int, default=600, help="files of the medium graph (sigmoid focal 2x5x128x128)")
+    ap.add_argument("--medium", type=int, default=300, help="files of the medium graph (sigmoid focal 2x5x128x128)")
     ap.add_argument("--light", type=int, default=4000, help="files of the light graph")
     ap.add_argument("--task-seconds", default="", help="comma-separated chunk targets to compare on the light graph")
     ap.add_argument("--dir", help="where the graphs and files go (kept; default: a temporary folder)")
