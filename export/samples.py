@@ -133,9 +133,15 @@ def npz_files(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list[
         if not hits:
             raise FileNotFoundError(f"no .npz files in {src}" if os.path.isdir(src) else f"no files match {src}")
         real = {os.path.realpath(p) for p in found}
+        keys = {k: p for p, k in found.items()}
         for p in hits:
-            if os.path.realpath(p) not in real:
-                found[p] = _rel(p, base)
+            key = _rel(p, base)
+            if os.path.realpath(p) in real:
+                continue
+            if key in keys:
+                raise InputError(f"{keys[key]} and {p} have the same key {key!r} (the path relative to their "
+                                 f"folder): give their common parent folder instead, or evaluate them separately")
+            found[p] = keys[key] = key
     return sorted(found.items(), key=lambda item: item[1])
 
 
@@ -263,26 +269,31 @@ def read_npz(path: str, names: Mapping[str, str]) -> dict[str, np.ndarray]:
 
 def read_image(path: str) -> np.ndarray:
     """A single-channel image as an array: class ids for 8/16-bit grayscale and palette images (a
-    palette image gives its indices), floats for float TIFFs. ``.tif`` Pillow cannot open goes to tifffile."""
+    palette image gives its indices), floats for float TIFFs. A ``.tif`` Pillow cannot open, or one
+    of several pages (a ``(C, H, W)`` score stack), is read by tifffile."""
     from PIL import Image, UnidentifiedImageError
 
+    tif = path.lower().endswith((".tif", ".tiff"))
     try:
         with Image.open(path) as img:
-            if img.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "F", "1"):
-                raise InputError(f"{path}: a {img.mode} image; class-id masks are single-channel (L, P, I;16)")
-            arr = np.asarray(img)
-            return arr.astype(np.uint8) if img.mode == "1" else arr
+            if not (tif and getattr(img, "n_frames", 1) > 1):
+                if img.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "F", "1"):
+                    raise InputError(f"{path}: a {img.mode} image; class-id masks are single-channel (L, P, I;16)")
+                arr = np.asarray(img)
+                return arr.astype(np.uint8) if img.mode == "1" else arr
     except (UnidentifiedImageError, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise
-        if path.lower().endswith((".tif", ".tiff")):
-            import tifffile
-
-            try:
-                return tifffile.imread(path)
-            except Exception as e2:  # tifffile raises several types for damaged files
-                raise InputError(f"{path}: not a readable TIFF ({_why(e2)})") from None
-        raise InputError(f"{path}: not a readable image ({_why(e)})") from None
+        if not tif:
+            raise InputError(f"{path}: not a readable image ({_why(e)})") from None
+    try:
+        import tifffile
+    except ImportError:
+        raise InputError(f"{path}: Pillow cannot read this TIFF; install tifffile (pip install 'lossgraph[eval]')") from None
+    try:
+        return tifffile.imread(path)
+    except Exception as e:  # tifffile raises several types for damaged files
+        raise InputError(f"{path}: not a readable TIFF ({_why(e)})") from None
 
 
 def read_source(src: Source) -> np.ndarray:

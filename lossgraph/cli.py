@@ -169,7 +169,8 @@ def print_summary(summary: dict[str, Any], stream: Any) -> None:
     """The human summary of a batch: counts, means, the dataset metrics, the first failures."""
     means = ", ".join(f"{k} {v:.8g}" for k, v in summary["mean"].items())
     extra = f", {summary['nonfinite']} with non-finite outputs" if summary["nonfinite"] else ""
-    print(f"{summary['count']} files: {summary['ok']} ok, {summary['failed']} failed{extra}; mean {means or '-'}", file=stream)
+    print(f"{summary['count']} files: {summary['ok']} ok, {summary['failed']} failed{extra}" + (f"; mean {means}" if means else ""),
+          file=stream)
     for k, v in summary.get("pixel_mean", {}).items():
         print(f"pixel-weighted mean {k} {v:.8g}", file=stream)
     ds = summary.get("dataset")

@@ -19,7 +19,7 @@ from .matting import (
     unknown_l1,
 )
 from .metric import arcface, center_loss
-from .segmetrics import iou, iou_binary
+from .segmetrics import confusion, iou, iou_binary
 
 __all__ = [
     "arcface",
@@ -28,6 +28,7 @@ __all__ = [
     "ce_dice",
     "center_loss",
     "ciou",
+    "confusion",
     "cross_entropy",
     "dice",
     "diou",

@@ -19,7 +19,7 @@ from .matting import (
     UnknownL1,
 )
 from .metric import ArcFace, CenterLoss
-from .segmetrics import Iou, IouBinary
+from .segmetrics import Confusion, Iou, IouBinary
 
 __all__ = [
     "ArcFace",
@@ -28,6 +28,7 @@ __all__ = [
     "CIoU",
     "CeDice",
     "CenterLoss",
+    "Confusion",
     "CrossEntropy",
     "DIoU",
     "Dice",

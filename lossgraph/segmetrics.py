@@ -1,4 +1,5 @@
-"""Segmentation metrics as graphs: binary and per-class IoU (in percent), Berman's ``iou_binary``/``iou``.
+"""Segmentation metrics as graphs: binary and per-class IoU (in percent), Berman's ``iou_binary``/``iou``,
+and the confusion counts that dataset-level metrics (mIoU over a whole dataset) are summed from.
 
 The prediction is made inside the graph (threshold / argmax), so an exported metric takes the raw
 network output. Counts are integer sums; no gradient (a metric has no differentiable input).
@@ -120,6 +121,51 @@ def iou(
     return ious
 
 
+def confusion(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
+    """Confusion counts of the argmax prediction: ``M[i, j] = #{pixels: label = i, argmax_C logits = j}``.
+
+    The per-file sufficient statistic of dataset-level IoU / Dice / accuracy: summed over files,
+    ``IoU_c = M[c, c] / (Σ_j M[c, j] + Σ_i M[i, c] - M[c, c])`` is the dataset IoU of mmsegmentation and
+    torchmetrics' ``MulticlassJaccardIndex`` (``lossgraph summarize`` does that sum).
+
+    Counted exactly: each counted pixel adds 1.0 to bin ``label · C + prediction`` of a float64 vector
+    (``scatter_add``; integers are exact in float64 up to 2**53 pixels), no one-hot tensors.
+
+    Args:
+        logits: ``(B, C, H, W)`` float scores (logits or probabilities: only the argmax counts; ties go
+            to the lowest class, like ``argmax``).
+        labels: ``(B, H, W)`` integers in ``[0, C)`` or ``ignore_index``.
+        ignore_index: label value whose pixels are not counted.
+
+    Returns:
+        float64 ``(C, C)``, rows: ground truth, columns: prediction. All pixels ignored gives zeros.
+        A label outside ``[0, C)`` other than ``ignore_index`` (which eager mode refuses) makes every
+        entry NaN in a graph, and so does a NaN or inf in ``logits``: never a believable count.
+
+    Equals ``torchmetrics.functional.multiclass_confusion_matrix(argmax(logits, 1), labels, C,
+    ignore_index=ignore_index)`` (as float64).
+
+    Example:
+        >>> x = torch.tensor([[[[2.0, 0.0, 1.0]], [[0.0, 2.0, 0.0]]]]); y = torch.tensor([[[0, 0, 1]]])
+        >>> confusion(x, y).tolist()
+        [[1.0, 1.0], [1.0, 0.0]]
+    """
+    fn = "confusion"
+    c = check_segmentation(fn, "logits", logits, labels, ignore_index)
+    counted = valid_mask(labels, ignore_index)
+    in_range = (labels >= 0) & (labels < c)
+    pred = torch.argmax(logits, dim=1)
+    bins = torch.where(counted & in_range, labels * c + pred, c * c).reshape(-1)  # bin C·C: not counted
+    ones = torch.ones_like(bins, dtype=torch.float64)
+    counts = torch.zeros(c * c + 1, dtype=torch.float64, device=logits.device).scatter_add(0, bins, ones)
+    counts = counts[: c * c].reshape(c, c)
+    # graph guard: an out-of-range label or a non-finite score gives NaN everywhere, not a plausible
+    # count (x * 0 is NaN exactly for NaN and inf, 0 otherwise; its sum cannot overflow)
+    nan_if_broken = (logits * 0).sum().to(torch.float64)
+    out_of_range = (counted & ~in_range).any()
+    return counts + torch.where(out_of_range, torch.full_like(nan_if_broken, float("nan")), nan_if_broken)
+
+
 class IouBinary(LossModule):
     """Module form of :func:`iou_binary`; ``forward(logits (B,H,W), labels (B,H,W)) -> scalar``."""
 
@@ -144,3 +190,15 @@ class Iou(LossModule):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return iou(logits, labels, **self._params)
+
+
+class Confusion(LossModule):
+    """Module form of :func:`confusion`; ``forward(logits (B,C,H,W), labels (B,H,W)) -> (C, C)`` float64."""
+
+    name = "confusion"
+
+    def __init__(self, ignore_index: int | None = None) -> None:
+        super().__init__(ignore_index=ignore_index)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return confusion(logits, labels, **self._params)

@@ -1,4 +1,4 @@
-"""Reference IoU metrics (Berman's ``iou_binary`` and ``iou``), counted pixel by pixel."""
+"""Reference IoU metrics (Berman's ``iou_binary`` and ``iou``) and confusion counts, pixel by pixel."""
 
 from __future__ import annotations
 
@@ -60,3 +60,45 @@ def iou(logits, labels, per_image: bool = False, ignore_index: int | None = None
     if ignore_index is not None and 0 <= ignore_index < c:
         out[ignore_index] = 0.0
     return out
+
+
+@njit(cache=True, parallel=True)
+def _confusion_counts(x, labels, ignore, use_ignore, chunks):
+    """x (B, C, H, W), labels (B, H, W) -> (C, C) float64 counts: ``M[y, argmax_c x[:, c]] += 1`` for
+    each counted pixel (first maximum wins); ``chunks`` pixel ranges in parallel, each into its own
+    partial counts. Also returns whether a label is out of range or a score NaN or inf."""
+    b, c, h, w = x.shape
+    hw = h * w
+    n = b * hw
+    parts = np.zeros((chunks, c, c))
+    broken = np.zeros(chunks, dtype=np.bool_)
+    for j in prange(chunks):
+        for k in range(n * j // chunks, n * (j + 1) // chunks):
+            g = k // hw
+            i = (k - g * hw) // w
+            jj = k - g * hw - i * w
+            best = 0
+            for q in range(c):
+                v = x[g, q, i, jj]
+                if not np.isfinite(v):
+                    broken[j] = True
+                if v > x[g, best, i, jj]:
+                    best = q
+            y = labels[g, i, jj]
+            if use_ignore and y == ignore:
+                continue
+            if y < 0 or y >= c:
+                broken[j] = True
+                continue
+            parts[j, y, best] += 1.0
+    return parts.sum(axis=0), broken.any()
+
+
+def confusion(logits, labels, ignore_index: int | None = None):
+    """Confusion counts ``M[i, j]`` = pixels with label i and ``argmax(logits, 1) = j``, float64
+    ``(C, C)``; logits (B, C, H, W), labels (B, H, W); pixels labelled ``ignore_index`` not counted."""
+    x, lab, _, _ = segmentation_inputs("confusion", "logits", logits, labels, ignore_index, float32_ok=True)
+    ignore = -(2**62) if ignore_index is None else int(ignore_index)
+    counts, broken = _confusion_counts(np.ascontiguousarray(x), np.ascontiguousarray(lab), ignore,
+                                       ignore_index is not None, parallel_chunks(lab.size))
+    return np.full_like(counts, np.nan) if broken else counts

@@ -82,6 +82,14 @@ def test_directory_rows_values_and_bad_files(focal, tmp_path):
     assert (s["count"], s["ok"], s["failed"]) == (44, 40, 4)
     good = [_expected(r["file"]) for r in rows if not r["error"]]
     np.testing.assert_allclose(s["mean"]["loss"], np.mean(good), rtol=1e-5)
+    pixels = []  # the pixel-weighted mean: each file by its B·H·W, read from the file itself
+    for r in rows:
+        if not r["error"]:
+            with np.load(r["file"]) as d:
+                b, _, h, w = d["logits"].shape
+            pixels.append(b * h * w)
+    assert [r["pixels"] for r in rows if not r["error"]] == pixels
+    np.testing.assert_allclose(s["pixel_mean"]["loss"], np.average(good, weights=pixels), rtol=1e-5)
     assert {os.path.basename(f["file"]) for f in s["failures"]} == set(bad)
 
 

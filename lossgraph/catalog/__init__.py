@@ -113,6 +113,9 @@ class Spec:
         bench_dims: the realistic size benchmarks time (segmentation 8x21x256x256, matting
             8x1x512x512, FCOS 5 levels of a 512x512 input, boxes N=100k).
         rtol, atol, grad_rtol: tolerances (DESIGN.md defaults); widen only with ``note`` saying why.
+        aggregation: ``{output: rule}`` for evaluating saved predictions over a dataset (``mean``,
+            ``sum``, ``confusion``; outputs not named: ``mean``), written to the graph metadata
+            ``lossgraph.aggregation`` (see ``lossgraph.export.summary``).
     """
 
     name: str
@@ -134,6 +137,7 @@ class Spec:
     grad_rtol: float = 1e-4
     note: str = ""
     description: str = field(default="")
+    aggregation: Mapping[str, str] = field(default_factory=dict)
 
     # --- parameters -------------------------------------------------------------------------
     def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -215,6 +219,7 @@ class Spec:
             "lossgraph.input_shapes": json.dumps({i.name: list(i.shape) for i in ins}),
             "lossgraph.outputs": json.dumps(list(self.output_names(p))),
             "lossgraph.min_dims": json.dumps(self.min_sizes(p)),
+            "lossgraph.aggregation": json.dumps({o: self.aggregation.get(o, "mean") for o in self.output_names(p)}),
         }
         derived = {s: s.expr for i in ins for s in i.shape if isinstance(s, Derived)}
         if derived:

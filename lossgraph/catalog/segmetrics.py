@@ -1,4 +1,5 @@
-"""Catalog entries of the segmentation metrics (graphs with the threshold / argmax inside)."""
+"""Catalog entries of the segmentation metrics (graphs with the threshold / argmax inside) and the
+confusion counts that dataset-level metrics are summed from."""
 
 from __future__ import annotations
 
@@ -48,5 +49,25 @@ SPECS = [
         ],
         bench_dims={"B": 8, "C": 21, "H": 256, "W": 256},
         description="Per-class IoU in percent (Berman's iou), argmax inside the graph",
+    ),
+    Spec(
+        name="confusion",
+        family="segmetrics",
+        module="lossgraph.segmetrics:Confusion",
+        params={"ignore_index": None},
+        inputs=(Input("logits", BCHW, "float32", "logits"), Input("labels", BHW, "int64", "labels")),
+        outputs=("confusion",),
+        grad_of=None,
+        make_inputs=seg_inputs,
+        edges=edges(seg_inputs, {"B": 2, "C": 3, "H": 4, "W": 5}),
+        reference=ref.confusion,
+        cases=(Case({}, EXPORT, RUN), Case({"ignore_index": IGNORE}, EXPORT, RUN), Case({"ignore_index": 0}, EXPORT, RUN)),
+        grid=[{"ignore_index": ig} for ig in (None, IGNORE, 0)],
+        bench_dims={"B": 8, "C": 21, "H": 256, "W": 256},
+        rtol=0.0,
+        atol=0.0,
+        note="counts are exact: compared with no tolerance",
+        aggregation={"confusion": "confusion"},
+        description="Confusion counts (C, C) of the argmax prediction, float64, summed over files for dataset mIoU",
     ),
 ]
