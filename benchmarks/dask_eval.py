@@ -1,12 +1,11 @@
 """Files per second of ``evaluate_files`` on a Dask LocalCluster (1 and 2 worker processes) against the
 in-process run, for a heavy graph (Lovász-Softmax, 1x21x256x256 per file), a medium one (sigmoid focal,
-2x5x128x128) and a light one (sigmoid focal, 2x5x32x32 per file); ratios from one run. The cluster is
-measured without the small-sample fallback (``LOCAL_MIN_SECONDS``), then with it (what ``--workers 2``
-does). With ``--task-seconds``, the light run is repeated
-at other chunk targets (``lossgraph.export.distributed.TASK_SECONDS``) to show what the chunk size
-costs.
+2x5x128x128) and a light one (sigmoid focal, 2x5x32x32 per file); ratios from one run (medians of
+interleaved rounds, so a load that drifts skews them alike). The clusters are measured without the
+small-sample fallback (``LOCAL_MIN_SECONDS``), then with it ("--workers 2": what the tool does). Also
+Dask's own cost per task, which ``TASK_SECONDS`` (the work per chunk) must dwarf.
 
-    python benchmarks/dask_eval.py [--heavy N] [--light N] [--task-seconds 0.05,0.2,0.5,1] [--dir DIR]
+    python benchmarks/dask_eval.py [--heavy N] [--medium N] [--light N] [--rounds R] [--dir DIR]
 
 Cluster start-up (reported apart) is not in the files/s; the session loads in the workers are. CPU
 seconds per file (client, scheduler and workers together) are printed too: on a loaded machine they
@@ -56,15 +55,16 @@ def _cpu() -> float:
     return time.process_time()
 
 
-def measure(graph: str, root: str, client=None) -> tuple[float, float, int]:
+def measure(graph: str, root: str, client=None, n: int | None = None) -> tuple[float, float, int]:
     """Files per second, CPU seconds per file (this process, which also runs a LocalCluster's
     scheduler, plus every worker process) and the file count of one run over ``root``."""
-    for f in os.listdir(root):  # every run reads from the page cache
-        with open(os.path.join(root, f), "rb") as fh:
+    files = sorted(os.path.join(root, f) for f in os.listdir(root) if f.endswith(".npz"))[:n]
+    for f in files:  # every run reads from the page cache
+        with open(f, "rb") as fh:
             fh.read()
     workers0 = client.run(_cpu) if client is not None else {}
     cpu0, t0 = time.process_time(), time.perf_counter()
-    rows = evaluate_files(graph, root, providers="cpu", client=client)
+    rows = evaluate_files(graph, files, providers="cpu", client=client)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     measure.sample_seconds = float(np.median([r["seconds"] for r in rows]))
     if client is not None:
@@ -76,52 +76,65 @@ def measure(graph: str, root: str, client=None) -> tuple[float, float, int]:
     return len(rows) / wall, cpu / len(rows), len(rows)
 
 
+def task_cost(graph: str, client, n: int = 300) -> tuple[float, float]:
+    """Wall and CPU seconds (client, scheduler and workers) per task of an empty chunk: Dask's own cost."""
+    from distributed import wait
+
+    from lossgraph.export.evaluate import EvalOptions
+
+    g = dd.graph_for(graph, dd.OnnxLoss(graph, providers="cpu"))
+    threads = dd.threads_per_host(client)
+    wait([client.submit(dd.run_chunk, g, threads, os.getcwd(), [], EvalOptions(), pure=False) for _ in range(4)])
+    workers0, cpu0, t0 = client.run(_cpu), time.process_time(), time.perf_counter()
+    wait([client.submit(dd.run_chunk, g, threads, os.getcwd(), [], EvalOptions(), pure=False) for _ in range(n)])
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    workers1 = client.run(_cpu)
+    return wall / n, (cpu + sum(workers1[w] - workers0.get(w, 0.0) for w in workers1)) / n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--heavy", type=int, default=48, help="files of the heavy graph")
+    ap.add_argument("--heavy", type=int, default=24, help="files of the heavy graph")
     ap.add_argument("--medium", type=int, default=300, help="files of the medium graph (sigmoid focal 2x5x128x128)")
-    ap.add_argument("--light", type=int, default=4000, help="files of the light graph")
-    ap.add_argument("--task-seconds", default="", help="comma-separated chunk targets to compare on the light graph")
+    ap.add_argument("--light", type=int, default=3000, help="files of the light graph")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (in-process, 1, 2 workers); medians")
     ap.add_argument("--dir", help="where the graphs and files go (kept; default: a temporary folder)")
     args = ap.parse_args()
     base = args.dir or tempfile.mkdtemp(prefix="dask_eval-")
     cache = GraphCache(os.path.join(base, "graphs"))
     counts = {"heavy": args.heavy, "medium": args.medium, "light": args.light}
-    data = {k: (dataset(os.path.join(base, k), n, dims, counts[k], cache), os.path.join(base, k))
+    data = {k: (dataset(os.path.join(base, k), n, dims, counts[k], cache), os.path.join(base, k), counts[k])
             for k, (n, dims) in CASES.items()}
     print(f"cores {len(os.sched_getaffinity(0))}, load average before {load()}")
 
     fallback = dd.LOCAL_MIN_SECONDS
-    for kind, (graph, root) in data.items():
-        here, here_cpu, n = measure(graph, root)
-        line = [(f"{kind:6s} {CASES[kind][0]} {n} files, {1e3 * measure.sample_seconds:.2f} ms per sample: "
-                 f"in-process {here:8.1f} files/s, {1e3 * here_cpu:.2f} ms CPU/file")]
-        for workers in (1, 2):
-            t0 = time.perf_counter()
-            with dd.open_client(workers=workers) as client:
-                start = time.perf_counter() - t0
-                dd.LOCAL_MIN_SECONDS = 0  # the cluster itself, without the fallback
-                there, cpu, _ = measure(graph, root, client)
-                dd.LOCAL_MIN_SECONDS = fallback
-                line.append(f"{workers} worker{'s' if workers > 1 else ''} {there:8.1f} files/s = {there / here:.2f}x, "
-                            f"CPU/file {cpu / here_cpu:.2f}x (cluster start {start:.1f} s)")
-                if workers == 2:
-                    tool, _, _ = measure(graph, root, client)
-                    line.append(f"--workers 2 as the tool runs it (in-process below {1e3 * fallback:g} ms per sample): "
-                                f"{tool / here:.2f}x")
-        print(";\n    ".join(line), flush=True)
-
-    if args.task_seconds:
-        graph, root = data["light"]
-        default = dd.TASK_SECONDS
-        with dd.open_client(workers=2) as client:
-            dd.LOCAL_MIN_SECONDS = 0
-            for target in (float(t) for t in args.task_seconds.split(",")):
-                dd.TASK_SECONDS = target
-                rate, cpu, _ = measure(graph, root, client)
-                print(f"light, 2 workers, TASK_SECONDS {target:g}: {rate:8.1f} files/s, {1e3 * cpu:.2f} ms CPU/file",
-                      flush=True)
-        dd.TASK_SECONDS, dd.LOCAL_MIN_SECONDS = default, fallback
+    t0 = time.perf_counter()
+    with dd.open_client(workers=1) as one, dd.open_client(workers=2) as two:
+        print(f"two LocalClusters started in {time.perf_counter() - t0:.1f} s")
+        wall, cpu = task_cost(data["light"][0], two)
+        print(f"Dask's cost per task (empty chunk, 2 workers): {1e3 * wall:.2f} ms wall, {1e3 * cpu:.2f} ms CPU "
+              f"-> TASK_SECONDS {dd.TASK_SECONDS:g} s keeps it under {100 * cpu / dd.TASK_SECONDS:.1f} %")
+        for kind, (graph, root, n) in data.items():
+            runs: dict[str, list[tuple[float, float]]] = {}
+            per_sample = []
+            for _ in range(args.rounds):
+                for name, client, floor in (("in-process", None, fallback), ("1 worker", one, 0.0), ("2 workers", two, 0.0),
+                                            ("--workers 2", two, fallback)):
+                    dd.LOCAL_MIN_SECONDS = floor  # 0: the cluster itself; the default: what the tool does
+                    rate, cpu, _ = measure(graph, root, client, n)
+                    runs.setdefault(name, []).append((rate, cpu))
+                    if client is None:
+                        per_sample.append(measure.sample_seconds)
+            dd.LOCAL_MIN_SECONDS = fallback
+            med = {k: (float(np.median([r for r, _ in v])), float(np.median([c for _, c in v]))) for k, v in runs.items()}
+            here, here_cpu = med["in-process"]
+            line = [f"{kind:6s} {CASES[kind][0]} {n} files, {1e3 * float(np.median(per_sample)):.2f} ms per sample: "
+                    f"in-process {here:8.1f} files/s, {1e3 * here_cpu:.2f} ms CPU/file"]
+            for name in ("1 worker", "2 workers", "--workers 2"):
+                rate, cpu = med[name]
+                line.append(f"{name:11s} {rate:8.1f} files/s = {rate / here:.2f}x, CPU/file {cpu / here_cpu:.2f}x")
+            print(";\n    ".join(line) + f"  (medians of {args.rounds}; '--workers 2' stays in-process below "
+                  f"{1e3 * fallback:g} ms per sample)", flush=True)
     print(f"load average after {load()}")
 
 

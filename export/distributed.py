@@ -37,6 +37,7 @@ import math
 import os
 import threading
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -45,7 +46,7 @@ from typing import Any
 from lossgraph._checks import InputError
 
 from .evaluate import EvalOptions, evaluate_chunk, evaluate_sample
-from .runner import OnnxLoss
+from .runner import OnnxLoss, error_line
 from .samples import Sample
 
 #: target seconds of work per task (Dask costs about 1 ms per task; the client handles the rows of
@@ -55,6 +56,8 @@ TASK_SECONDS = 0.5
 SPREAD = 4
 #: on a LocalCluster, samples faster than this stay in the client process (benchmarks/dask_eval.py)
 LOCAL_MIN_SECONDS = 0.002
+#: seconds to wait for an existing scheduler to answer
+CONNECT_SECONDS = 20
 #: samples timed in the client process before a LocalCluster run decides (their median decides)
 PROBE = 3
 
@@ -287,14 +290,19 @@ def open_client(workers: int | None = None, scheduler: str | None = None) -> Ite
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        from lossgraph._checks import InputError
-
         raise InputError("--workers/--scheduler need Dask: pip install 'lossgraph[dask]'") from None
     if scheduler is not None:
         kwargs = {"scheduler_file": scheduler} if os.path.isfile(scheduler) else {"address": scheduler}
-        with Client(**kwargs, timeout=30) as client:
+        try:
+            client = Client(**kwargs, timeout=CONNECT_SECONDS)
+        except (OSError, ValueError) as e:  # unreachable, or not an address
+            raise OSError(f"cannot reach the Dask scheduler {scheduler}: {error_line(e)}") from None
+        with client:
             yield client
         return
-    with LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with warnings.catch_warnings():  # the scheduler's HTTP server (no dashboard) moves off a busy port 8787
+        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+        cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=logging.ERROR)
+    with cluster, Client(cluster) as client:
         yield client

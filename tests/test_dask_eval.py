@@ -274,6 +274,10 @@ def test_cli_workers_local_cluster(focal, tmp_path, monkeypatch, capsys):
     assert _by_file(read_results(out)) == _by_file(here)
     assert main(["eval", focal, str(data), "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"]) == 2
     assert "give one of them" in capsys.readouterr().err
+    monkeypatch.setattr(dd, "CONNECT_SECONDS", 2)
+    assert main(["eval", focal, str(data), "--scheduler", f"tcp://127.0.0.1:{_free_port()}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lossgraph: error: cannot reach the Dask scheduler tcp://127.0.0.1:") and err.count("\n") == 1
 
 
 def test_resume_after_killing_the_client(focal, scheduler, tmp_path):
