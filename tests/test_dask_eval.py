@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 import zlib
 
 import dask
@@ -104,11 +105,14 @@ def _check_values(rows):
 def cluster():
     """A LocalCluster of 2 worker processes (1 thread each, a memory limit), whose scheduler lets a
     task kill 2 workers (allowed-failures 1) before it gives up on it."""
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-        memory_limit=WORKER_MEMORY,
-    ) as c:
-        yield c
+    # allowed-failures is read when the scheduler starts; its HTTP server moves off a busy port 8787
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+            memory_limit=WORKER_MEMORY)
+    with cluster:
+        yield cluster
 
 
 @pytest.fixture()
@@ -183,8 +187,9 @@ def test_graph_from_path_and_worker_sessions(focal, client, tmp_path):
     info = client.run(sessions)
     cores = client.run(dd._cores)
     for addr, (pid, count, threads) in info.items():
-        assert pid != os.getpid() and count <= 2  # this graph once (bytes and path share the sha)
+        assert pid != os.getpid() and count <= 1  # this graph once (bytes and path share the sha)
         assert all(t == max(1, cores[addr] // 2) for t in threads)
+    assert sum(count for _, count, _ in info.values()) >= 1
 
 
 def test_killed_worker_loses_nothing(focal, client, tmp_path):
