@@ -26,6 +26,9 @@ How the work is cut and run:
   are then rerun one per task, one at a time with nothing else running, and a sample that kills its
   worker again becomes a failed row. Other errors of a task (the graph does not load on the workers)
   stop the run.
+- **Small samples on a LocalCluster** (whose workers share this machine's cores) stay in the client
+  process when the first :data:`PROBE` samples take under :data:`LOCAL_MIN_SECONDS` each (median);
+  a warning says so. An existing cluster is always used.
 """
 
 from __future__ import annotations
@@ -54,8 +57,9 @@ from .samples import Sample
 TASK_SECONDS = 0.5
 #: chunks per worker thread of the remaining work at most (keeps the tail balanced)
 SPREAD = 4
-#: on a LocalCluster, samples faster than this stay in the client process (benchmarks/dask_eval.py)
-LOCAL_MIN_SECONDS = 0.002
+#: on a LocalCluster, samples faster than this stay in the client process. benchmarks/dask_eval.py on
+#: 2 cores: 2 local workers ran 8 ms samples at 0.82-0.88x the in-process rate, 1 s samples at 1.1-1.4x
+LOCAL_MIN_SECONDS = 0.02
 #: seconds to wait for an existing scheduler to answer
 CONNECT_SECONDS = 20
 #: samples timed in the client process before a LocalCluster run decides (their median decides)
