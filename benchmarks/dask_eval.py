@@ -37,11 +37,13 @@ def dataset(root: str, name: str, dims: dict[str, int], n: int, cache: GraphCach
     params = spec.resolve(spec.cases[0].params)
     graph = cache.get(spec, params, spec.cases[0].export_dims, False)
     os.makedirs(root, exist_ok=True)
-    have = len([f for f in os.listdir(root) if f.endswith(".npz")])
+    have = sorted(f for f in os.listdir(root) if f.endswith(".npz"))
+    for f in have[n:]:  # exactly n files: the runs take the directory
+        os.remove(os.path.join(root, f))
     rng = np.random.default_rng(0)
     for i in range(n):
         x = spec.make_inputs(dims, rng, params)
-        if i >= have:
+        if i >= len(have):
             np.savez(os.path.join(root, f"f{i:06d}.npz"), **x)
     return graph
 
@@ -55,16 +57,15 @@ def _cpu() -> float:
     return time.process_time()
 
 
-def measure(graph: str, root: str, client=None, n: int | None = None) -> tuple[float, float, int]:
+def measure(graph: str, root: str, client=None) -> tuple[float, float, int]:
     """Files per second, CPU seconds per file (this process, which also runs a LocalCluster's
     scheduler, plus every worker process) and the file count of one run over ``root``."""
-    files = sorted(os.path.join(root, f) for f in os.listdir(root) if f.endswith(".npz"))[:n]
-    for f in files:  # every run reads from the page cache
-        with open(f, "rb") as fh:
+    for f in os.listdir(root):  # every run reads from the page cache
+        with open(os.path.join(root, f), "rb") as fh:
             fh.read()
     workers0 = client.run(_cpu) if client is not None else {}
     cpu0, t0 = time.process_time(), time.perf_counter()
-    rows = evaluate_files(graph, files, providers="cpu", client=client)
+    rows = evaluate_files(graph, root, providers="cpu", client=client)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     measure.sample_seconds = float(np.median([r["seconds"] for r in rows]))
     if client is not None:
@@ -96,7 +97,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heavy", type=int, default=24, help="files of the heavy graph")
     ap.add_argument("--medium", type=int, default=300, help="files of the medium graph (sigmoid focal 2x5x128x128)")
-    ap.add_argument("--light", type=int, default=3000, help="files of the light graph")
+    ap.add_argument("--light", type=int, default=3000, help="files of the light graph (0 skips a case)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (in-process, 1, 2 workers); medians")
     ap.add_argument("--dir", help="where the graphs and files go (kept; default: a temporary folder)")
     args = ap.parse_args()
@@ -104,14 +105,14 @@ def main() -> None:
     cache = GraphCache(os.path.join(base, "graphs"))
     counts = {"heavy": args.heavy, "medium": args.medium, "light": args.light}
     data = {k: (dataset(os.path.join(base, k), n, dims, counts[k], cache), os.path.join(base, k), counts[k])
-            for k, (n, dims) in CASES.items()}
+            for k, (n, dims) in CASES.items() if counts[k] > 0}
     print(f"cores {len(os.sched_getaffinity(0))}, load average before {load()}")
 
     fallback = dd.LOCAL_MIN_SECONDS
     t0 = time.perf_counter()
     with dd.open_client(workers=1) as one, dd.open_client(workers=2) as two:
         print(f"two LocalClusters started in {time.perf_counter() - t0:.1f} s")
-        wall, cpu = task_cost(data["light"][0], two)
+        wall, cpu = task_cost(next(iter(data.values()))[0], two)
         print(f"Dask's cost per task (empty chunk, 2 workers): {1e3 * wall:.2f} ms wall, {1e3 * cpu:.2f} ms CPU "
               f"-> TASK_SECONDS {dd.TASK_SECONDS:g} s keeps it under {100 * cpu / dd.TASK_SECONDS:.1f} %")
         for kind, (graph, root, n) in data.items():
@@ -121,7 +122,7 @@ def main() -> None:
                 for name, client, floor in (("in-process", None, fallback), ("1 worker", one, 0.0), ("2 workers", two, 0.0),
                                             ("--workers 2", two, fallback)):
                     dd.LOCAL_MIN_SECONDS = floor  # 0: the cluster itself; the default: what the tool does
-                    rate, cpu, _ = measure(graph, root, client, n)
+                    rate, cpu, _ = measure(graph, root, client)
                     runs.setdefault(name, []).append((rate, cpu))
                     if client is None:
                         per_sample.append(measure.sample_seconds)
