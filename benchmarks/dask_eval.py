@@ -129,8 +129,8 @@ def main() -> None:
             dd.LOCAL_MIN_SECONDS = fallback
             med = {k: (float(np.median([r for r, _ in v])), float(np.median([c for _, c in v]))) for k, v in runs.items()}
             here, here_cpu = med["in-process"]
-            line = [f"{kind:6s} {CASES[kind][0]} {n} files, {1e3 * float(np.median(per_sample)):.2f} ms per sample: "
-                    f"in-process {here:8.1f} files/s, {1e3 * here_cpu:.2f} ms CPU/file"]
+            line = [(f"{kind:6s} {CASES[kind][0]} {n} files, {1e3 * float(np.median(per_sample)):.2f} ms per sample: "
+                     f"in-process {here:8.1f} files/s, {1e3 * here_cpu:.2f} ms CPU/file")]
             for name in ("1 worker", "2 workers", "--workers 2"):
                 rate, cpu = med[name]
                 line.append(f"{name:11s} {rate:8.1f} files/s = {rate / here:.2f}x, CPU/file {cpu / here_cpu:.2f}x")
