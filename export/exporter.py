@@ -26,9 +26,12 @@ from lossgraph import catalog
 from lossgraph._functional import tracing
 
 from .runner import METADATA_END
-from lossgraph._checks import InputError, InputTypeError
+from lossgraph._checks import InputError, InputTypeError, check_shapes
+from lossgraph._params import check_class_lists
 
 DEFAULT_OPSET = 18
+#: the newest opset the installed onnx defines (onnxruntime 1.31 loads up to 26; OnnxLoss says so)
+MAX_OPSET = onnx.defs.onnx_opset_version()
 
 
 class ValueAndGrad(nn.Module):
@@ -49,9 +52,11 @@ class ValueAndGrad(nn.Module):
         grad_index: Sequence[int],
         grad_of: str | None,
         example_args: Sequence[torch.Tensor],
+        guard: "InputGuard | None" = None,
     ):
         super().__init__()
         names = tuple(output_names)
+        self.guard = guard
 
         def value(*xs: torch.Tensor):
             outs = _as_tuple(loss(*xs), names)
@@ -63,8 +68,78 @@ class ValueAndGrad(nn.Module):
             self.joint = make_fx(joint, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example_args)
 
     def forward(self, *inputs: torch.Tensor):
-        grads, (_, outs) = self.joint(*inputs)
-        return (*outs, *grads)
+        if self.guard is None:
+            grads, (_, outs) = self.joint(*inputs)
+            return (*outs, *grads)
+        safe, factor = self.guard.prepare(inputs)
+        grads, (_, outs) = self.joint(*safe)
+        return tuple(InputGuard.apply(o, factor) for o in (*outs, *grads))
+
+
+class InputGuard(nn.Module):
+    """A loss whose every float output turns NaN (value, and so the gradient) when an input is out of
+    its domain: a label outside ``[0, classes)`` other than ``ignore_index``, or a non-differentiable
+    bounded input (0/1 targets, masks in ``[0, 1]``, centerness in ``[0, 1]`` or -1) outside its range.
+
+    A graph cannot raise, and torch and the reference raise on these inputs: this keeps every runtime
+    from turning them into a finite, believable number. ``OnnxLoss`` checks the same domains from the
+    graph's metadata and raises the torch message before running.
+    """
+
+    def __init__(self, loss: nn.Module, inputs: Sequence[catalog.Input], ignore_index: int | None):
+        super().__init__()
+        self.loss = loss
+        self.inputs = tuple(inputs)
+        self.ignore_index = ignore_index
+
+    def prepare(self, xs: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """``(inputs, factor)``: the inputs with out-of-range labels replaced by 0 (so no gather indexes
+        out of bounds and every runtime reaches the guard), and a float scalar, NaN when some input is
+        out of its domain and 1 otherwise (None: no input has a bounded domain)."""
+        xs = list(xs)
+        dims: dict[str, Any] = {}
+        for spec, x in zip(self.inputs, xs):
+            for k, s in enumerate(spec.shape):
+                if isinstance(s, str):
+                    dims.setdefault(s, x.shape[k])
+        flags = []
+        for k, (spec, x) in enumerate(zip(self.inputs, xs)):
+            if spec.domain == "labels":
+                bad = (x < 0) | (x >= catalog.eval_dims(spec.classes, dims, torch.sym_max))
+                if self.ignore_index is not None:
+                    bad = bad & (x != self.ignore_index)
+                xs[k] = torch.where(bad, torch.zeros_like(x), x)
+            elif spec.domain in catalog.UNIT_DOMAINS and not spec.grad:
+                bad = (x < 0) | (x > 1)
+                extra = catalog.UNIT_DOMAINS[spec.domain]
+                if extra is not None:
+                    bad = bad & (x != extra)
+            else:
+                continue
+            flags.append(bad.any())
+        if not flags:
+            return xs, None
+        bad = flags[0]
+        for f in flags[1:]:
+            bad = bad | f
+        nan = torch.full((), float("nan"), device=bad.device)
+        return xs, torch.where(bad, nan, torch.ones_like(nan))
+
+    @staticmethod
+    def apply(out: torch.Tensor, factor: torch.Tensor | None) -> torch.Tensor:
+        """``out · factor`` for a float output (an exact no-op when the factor is 1)."""
+        if factor is None or not out.is_floating_point():
+            return out
+        return out * factor.to(out.dtype)
+
+    def forward(self, *xs: torch.Tensor) -> Any:
+        safe, factor = self.prepare(xs)
+        out = self.loss(*safe)
+        if isinstance(out, Mapping):
+            return {k: self.apply(v, factor) for k, v in out.items()}
+        if isinstance(out, torch.Tensor):
+            return self.apply(out, factor)
+        return tuple(self.apply(v, factor) for v in out)
 
 
 class _Outputs(nn.Module):
@@ -122,9 +197,12 @@ def to_onnx(
     params = loss.params
     ins = spec.input_specs(params)
     outs = spec.output_names(params)
-    opset = DEFAULT_OPSET if opset is None else int(opset)
-    if opset < DEFAULT_OPSET:
-        raise InputError(f"to_onnx: opset must be >= {DEFAULT_OPSET} (the dynamo exporter's output at lower opsets fails in onnxruntime); got {opset}")
+    opset = DEFAULT_OPSET if opset is None else opset
+    if isinstance(opset, bool) or not isinstance(opset, int) or not DEFAULT_OPSET <= opset <= MAX_OPSET:
+        raise InputError(
+            f"to_onnx: opset must be an integer in [{DEFAULT_OPSET}, {MAX_OPSET}] (below {DEFAULT_OPSET} the dynamo "
+            f"exporter's graphs fail in onnxruntime; {MAX_OPSET} is the newest this onnx knows); got {opset!r}"
+        )
 
     if isinstance(example_inputs, Mapping):
         missing = [i.name for i in ins if i.name not in example_inputs]
@@ -136,13 +214,16 @@ def to_onnx(
         if len(args) != len(ins):
             raise InputError(f"to_onnx: {name} takes {len(ins)} inputs ({', '.join(i.name for i in ins)}); got {len(args)}")
     args = tuple(_to_tensor(a) for a in args)
+    sizes = check_shapes(f"to_onnx: {name}", [(i.name, a, i.shape) for i, a in zip(ins, args)])
+    check_class_lists(f"to_onnx: {name}", params, sizes.get("C"))
 
     grad_index = [k for k, i in enumerate(ins) if i.grad]
+    guarded = InputGuard(loss, ins, params.get("ignore_index"))
     if with_grad and grad_index:  # a loss with no differentiable input (a metric): the value graph
-        module: nn.Module = ValueAndGrad(loss, outs, grad_index, spec.grad_of, args)
+        module: nn.Module = ValueAndGrad(loss, outs, grad_index, spec.grad_of, args, guard=guarded)
         out_names = [*outs, *(f"grad_{ins[k].name}" for k in grad_index)]
     else:
-        module = _Outputs(loss, outs)
+        module = _Outputs(guarded, outs)
         out_names = list(outs)
 
     dynamic_shapes = None
@@ -179,6 +260,9 @@ def to_onnx(
             verbose=False,
         )
     model = program.model_proto
+    written = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if written != opset:
+        raise InputError(f"to_onnx: the exporter wrote opset {written} where opset {opset} was asked; use {written}")
     _name_derived_dims(model, ins)
     onnx.helper.set_model_props(model, spec.metadata(params))
     model.producer_name = "lossgraph"

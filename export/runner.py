@@ -13,8 +13,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from lossgraph._checks import InputError, InputTypeError, dtype_kind, fmt_shape, InputTypeError
-from lossgraph.catalog import eval_dims
+from lossgraph._checks import InputError, InputTypeError, check_labels, check_not_empty, check_unit_interval, dtype_kind, fmt_shape, to_numpy
+from lossgraph._params import check_class_lists
+from lossgraph.catalog import UNIT_DOMAINS, eval_dims
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -102,15 +103,6 @@ def _read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def _to_numpy(x: Any) -> np.ndarray:
-    if type(x).__module__.startswith("torch"):
-        x = x.detach().cpu()
-        if str(x.dtype) == "torch.bfloat16":
-            x = x.float()
-        return x.numpy()
-    return np.asarray(x)
-
-
 class OnnxLoss:
     """An exported loss graph in an onnxruntime session.
 
@@ -119,6 +111,11 @@ class OnnxLoss:
         providers: ``"auto"`` (CUDA when it can really load, else CPU), ``"cpu"``, ``"cuda"``, or a
             list of onnxruntime provider names.
         sess_options: optional ``onnxruntime.SessionOptions``.
+        validate: check input values against the domains in the graph's metadata before running
+            (labels in ``[0, C)`` or ``ignore_index``, probabilities, 0/1 targets and masks in
+            ``[0, 1]``, per-class parameter lists of length C) and raise the torch loss's message.
+            ``False`` skips these value checks (shapes and dtypes are always checked); the graph
+            itself still answers NaN for out-of-domain labels and targets.
 
     Calling it with inputs (positional in graph order, or by name; numpy arrays or torch tensors)
     returns a float for a scalar single output, an array for a tensor output, or a dict
@@ -126,9 +123,12 @@ class OnnxLoss:
     actually runs, ``.metadata`` the graph's ``metadata_props``.
     """
 
-    def __init__(self, model: Any, providers: str | Sequence[str] = "auto", sess_options: Any = None) -> None:
+    def __init__(
+        self, model: Any, providers: str | Sequence[str] = "auto", sess_options: Any = None, validate: bool = True
+    ) -> None:
         import onnxruntime as ort
 
+        self.validate = validate
         self.source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else "<model>"
         if isinstance(model, (str, os.PathLike)):
             if not os.path.isfile(model):
@@ -195,18 +195,21 @@ class OnnxLoss:
             raise OnnxLossError(f"{loss}: missing input(s) {', '.join(missing)}; the graph takes {', '.join(names)}")
 
         feeds: dict[str, np.ndarray] = {}
+        arrays: dict[str, np.ndarray] = {}
         bound: dict[str, tuple[int, str]] = {}
+        labels = json.loads(self.metadata.get("lossgraph.labels", "{}"))
         for spec in self.inputs:
-            x = _to_numpy(given[spec.name])
+            x = to_numpy(given[spec.name])
+            if not isinstance(x, np.ndarray):
+                raise InputTypeError(f"{loss}: {spec.name} must be an array or tensor; got a {type(x).__name__}")
             want = _ORT_TYPES.get(spec.type)
             if want is None:
                 raise OnnxLossError(f"{loss}: input {spec.name} has unsupported type {spec.type}")
             kind, want_kind = dtype_kind(x.dtype), dtype_kind(np.dtype(want))
-            if want_kind == "f" and kind not in "fb" or want_kind in "ib" and kind not in "ib":
-                raise InputTypeError(
-                    f"{loss}: {spec.name} must be {'a float' if want_kind == 'f' else 'an integer'} array "
-                    f"({np.dtype(want).name}); got dtype {x.dtype}"
-                )
+            floats_ok = labels.get(spec.name, {}).get("floats", False)  # whole-valued 0/1 float labels
+            if want_kind == "f" and kind not in "fb" or want_kind in "ib" and kind not in ("ibf" if floats_ok else "ib"):
+                what = "a float" if want_kind == "f" else "an integer or 0/1 float" if floats_ok else "an integer"
+                raise InputTypeError(f"{loss}: {spec.name} must be {what} array ({np.dtype(want).name}); got dtype {x.dtype}")
             sym = [d if isinstance(d, (int, str)) and d is not None else "?" for d in spec.shape]
             shape = tuple(int(d) for d in x.shape)
             if len(shape) != len(sym):
@@ -222,7 +225,8 @@ class OnnxLoss:
                             f"({s} = {bound[s][0]}); got {fmt_shape(shape)}"
                         )
                     bound.setdefault(s, (d, spec.name))
-            feeds[spec.name] = np.ascontiguousarray(x, dtype=want)
+            arrays[spec.name] = x
+            check_not_empty(loss, spec.name, shape, sym, json.loads(self.metadata.get("lossgraph.empty_dims", "[]")))
         self._check_derived(loss, bound)
         low = json.loads(self.metadata.get("lossgraph.min_dims", "{}"))
         small = {s: bound[s] for s in low if s in bound and bound[s][0] < low[s]}
@@ -232,7 +236,28 @@ class OnnxLoss:
                 f"{loss}: {name} is too small: {s} = {d}, the graph needs {s} >= {low[s]} "
                 f"(minimum sizes {', '.join(f'{k} >= {v}' for k, v in low.items())})"
             )
+        if self.validate:
+            self._check_values(loss, arrays, {k: v[0] for k, v in bound.items()})
+        for spec in self.inputs:
+            x = arrays[spec.name]
+            if x.dtype.kind == "f" and np.dtype(_ORT_TYPES[spec.type]).kind in "iu":  # whole values, when validated
+                x = np.where(np.isfinite(x) & (x == np.round(x)), x, -1)  # else the graph's guard answers NaN
+            feeds[spec.name] = np.ascontiguousarray(x, dtype=_ORT_TYPES[spec.type])
         return feeds
+
+    def _check_values(self, loss: str, arrays: Mapping[str, np.ndarray], sizes: Mapping[str, int]) -> None:
+        """The value domains recorded in the metadata, with the torch losses' messages."""
+        labels = json.loads(self.metadata.get("lossgraph.labels", "{}"))
+        domains = json.loads(self.metadata.get("lossgraph.input_domains", "{}"))
+        for name, x in arrays.items():
+            if name in labels:
+                info = labels[name]
+                classes = eval_dims(info["classes"], sizes)
+                check_labels(loss, name, x, classes, info["ignore_index"], allow_float=info["floats"])
+            elif domains.get(name) in UNIT_DOMAINS:
+                what = "probabilities in [0, 1]" if domains[name] == "probabilities" else "in [0, 1]"
+                check_unit_interval(loss, name, x, what, UNIT_DOMAINS[domains[name]])
+        check_class_lists(loss, self.params, sizes.get("C"))
 
     def _check_derived(self, loss: str, bound: Mapping[str, tuple[int, str]]) -> None:
         """Dims the graph derives from others (``lossgraph.derived_dims``, e.g. N = H0*W0 + ...) must agree."""

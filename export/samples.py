@@ -117,7 +117,7 @@ def npz_files(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list[
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     found: dict[str, str] = {}
-    for src in map(os.fspath, sources):
+    for src in [os.fspath(x) for x in sources]:
         if os.path.isdir(src):
             base, hits = src, [p for p in walk(src) if p.endswith(".npz")]
         elif any(ch in src for ch in "*?["):
@@ -205,6 +205,7 @@ def find_samples(
     if templates:
         samples = template_samples(templates)
     else:
+        assert sources is not None
         samples = [Sample(key, (Source(ALL_INPUTS, path),)) for path, key in npz_files(sources)]
     return [s for s in samples if in_shard(s.key, shard)]
 

@@ -28,12 +28,17 @@ def fmt_shape(shape: Iterable[Any]) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
-def check_shapes(fn: str, inputs: Sequence[tuple[str, Any, Sequence[Any] | None]]) -> dict[str, int]:
+def check_shapes(
+    fn: str, inputs: Sequence[tuple[str, Any, Sequence[Any] | None]], allow_empty: Sequence[str] = ()
+) -> dict[str, int]:
     """Check ranks and shared dimensions of named inputs; return the bound symbol sizes.
 
     ``inputs`` is ``[(name, array, symbolic_shape), ...]``. A symbolic shape holds dimension names
     (``"B"``) or fixed ints (``4``); ``None`` means "same shape as the first input". Symbols are bound
     by the first input that has them; a later mismatch names both inputs.
+
+    A dimension of size 0 is an error (:func:`empty_message`) unless its name is in ``allow_empty``
+    (box losses take N = 0 boxes); symbolic sizes (under ``torch.export``) are not compared.
 
     Raises:
         InputError: naming the input, the expected and the actual shape.
@@ -73,7 +78,18 @@ def check_shapes(fn: str, inputs: Sequence[tuple[str, Any, Sequence[Any] | None]
             if isinstance(s, str) and s not in bound:
                 bound[s] = d
                 owner[s] = (name, sym, shape)
+    for name, x, sym in inputs:
+        check_not_empty(fn, name, tuple(x.shape), inputs[0][2] if sym is None else sym, allow_empty)
     return bound
+
+
+def check_not_empty(fn: str, name: str, shape: Sequence[Any], sym: Sequence[Any] | None, allow_empty: Sequence[str] = ()) -> None:
+    """An input with a dimension of size 0: ``fcos: reg_targets is empty: shape (2, 0, 4); N must be >= 1``."""
+    for k, d in enumerate(shape):
+        if type(d) is int and d == 0:  # a plain 0; symbolic sizes are left alone
+            dim = str(sym[k]) if sym is not None and k < len(sym) else f"dimension {k}"
+            if dim not in allow_empty:
+                raise InputError(f"{fn}: {name} is empty: shape {fmt_shape(shape)}; {dim} must be >= 1")
 
 
 def check_min_size(fn: str, name: str, x: Any, dims: Sequence[int], minimum: int, why: str) -> None:
@@ -97,14 +113,84 @@ def dtype_kind(dtype: Any) -> str:
 
 
 def check_dtype(fn: str, name: str, x: Any, kinds: str, what: str) -> None:
-    """Raise InputTypeError unless ``x.dtype`` has one of the kinds (``'f'``, ``'i'``, ``'b'``)."""
+    """Raise InputTypeError unless ``x`` has a ``dtype`` of one of the kinds (``'f'``, ``'i'``, ``'b'``)."""
+    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+        raise InputTypeError(f"{fn}: {name} must be {what}; got a {type(x).__name__}")
     if dtype_kind(x.dtype) not in kinds:
         raise InputTypeError(f"{fn}: {name} must be {what}; got dtype {str(x.dtype).replace('torch.', '')}")
 
 
-def label_range_message(fn: str, name: str, lo: int, hi: int, num_classes: int, ignore_index: int | None) -> str:
+def to_numpy(x: Any) -> Any:
+    """A numpy array from a numpy array, a torch tensor (bfloat16 as float32) or a nested list; never
+    imports torch. Anything else is returned as it is, for :func:`check_dtype` to name."""
+    if type(x).__module__.startswith("torch"):
+        x = x.detach().cpu()
+        if str(x.dtype) == "torch.bfloat16":
+            x = x.float()
+        return x.numpy()
+    if isinstance(x, (list, tuple, int, float)):
+        import numpy as np
+
+        return np.asarray(x)
+    return x
+
+
+def _fmt(v: Any) -> str:
+    v = float(v)
+    return str(int(v)) if v.is_integer() else f"{v:g}"
+
+
+def label_range_message(fn: str, name: str, lo: Any, hi: Any, num_classes: Any, ignore_index: int | None) -> str:
     ign = "" if ignore_index is None else f" or ignore_index={ignore_index}"
-    return f"{fn}: {name} must be in [0, {num_classes}){ign}; got values in [{lo}, {hi}]"
+    return f"{fn}: {name} must be in [0, {num_classes}){ign}; got values in [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def check_whole(fn: str, name: str, x: Any) -> None:
+    """Float class ids must be whole numbers (NaN and inf are not)."""
+    frac = x != x.round()
+    if bool(frac.any()):
+        raise InputError(f"{fn}: {name} must hold whole class ids; got {_fmt(x[frac].reshape(-1)[0])}")
+
+
+def check_labels(fn: str, name: str, labels: Any, num_classes: Any, ignore_index: int | None,
+                 allow_float: bool = False) -> None:
+    """Class ids: any integer dtype (uint8 PNG masks included), or with ``allow_float`` a float array
+    holding integral values (binary 0/1 targets); each in ``[0, num_classes)`` or ``ignore_index``.
+
+    Torch-free: numpy arrays and torch tensors alike (``min``/``max``/boolean indexing).
+
+    Raises:
+        InputTypeError: another dtype.
+        InputError: a value out of range, or a non-integral float, with the range of the values given.
+    """
+    check_dtype(fn, name, labels, "if" if allow_float else "i",
+                "an integer or 0/1 float tensor" if allow_float else "an integer tensor")
+    if labels.shape and 0 in tuple(labels.shape):
+        return
+    if dtype_kind(labels.dtype) == "f":
+        check_whole(fn, name, labels)
+    valid = labels if ignore_index is None else labels[labels != ignore_index]
+    if valid.shape[0] == 0:
+        return
+    lo, hi = valid.min(), valid.max()
+    if lo < 0 or hi >= num_classes:
+        raise InputError(label_range_message(fn, name, lo, hi, num_classes, ignore_index))
+
+
+def check_unit_interval(fn: str, name: str, x: Any, what: str = "in [0, 1]", extra: float | None = None) -> None:
+    """Float values in ``[0, 1]`` (masks, alpha mattes, probabilities, soft targets); ``extra`` is one
+    more allowed value (FCOS centerness targets use -1 for negatives). NaN passes (it propagates)."""
+    if x.shape and 0 in tuple(x.shape):
+        return
+    out = (x < 0) | (x > 1)
+    if extra is not None:
+        out = out & (x != extra)
+    if bool(out.any()):
+        bad = x[out]
+        ext = "" if extra is None else f" or {_fmt(extra)}"
+        raise InputError(
+            f"{fn}: {name} must be {what}{ext}; got values in [{_fmt(bad.min())}, {_fmt(bad.max())}] outside it"
+        )
 
 
 def check_choice(fn: str, name: str, value: Any, choices: Sequence[Any]) -> None:

@@ -8,7 +8,8 @@ from typing import Any, ClassVar, Iterator
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_dtype, check_shapes, InputError, InputTypeError, label_range_message
+from ._params import check_params
+from ._checks import InputError, InputTypeError, check_choice, check_dtype, check_labels, check_shapes, check_unit_interval
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -52,11 +53,14 @@ def reduce(loss: torch.Tensor, reduction: str, fn: str) -> torch.Tensor:
     """Apply ``reduction`` ('none' | 'mean' | 'sum') the torchvision way.
 
     The sum accumulates in float64 (result in the loss's dtype): onnxruntime's float32 ReduceMean
-    drifts by about 1e-3 relative over 10M elements, torch's pairwise sum does not.
+    drifts by about 1e-3 relative over 10M elements, torch's pairwise sum does not. The mean of no
+    elements (box losses with N = 0) is 0, as in torchvision.
     """
     check_choice(fn, "reduction", reduction, REDUCTIONS)
     if reduction == "mean":
-        return loss.to(torch.float64).mean().to(loss.dtype)
+        # a tensor clamp, not sym_max: the exporter assumes sizes >= 2 and would fold sym_max away
+        count = torch.scalar_tensor(loss.numel(), dtype=torch.float64, device=loss.device).clamp(min=1)
+        return (loss.to(torch.float64).sum() / count).to(loss.dtype)
     if reduction == "sum":
         return wide_sum(loss)
     return loss
@@ -68,18 +72,23 @@ def wide_sum(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     return (wide.sum() if dim is None else wide.sum(dim)).to(x.dtype)
 
 
-def check_label_values(
-    fn: str, name: str, labels: torch.Tensor, num_classes: int, ignore_index: int | None
-) -> None:
-    """Eager-only: labels lie in ``[0, num_classes)`` or equal ``ignore_index``. Skipped while exporting."""
-    if is_tracing() or labels.numel() == 0:
-        return
-    valid = labels if ignore_index is None else labels[labels != ignore_index]
-    if valid.numel() == 0:
-        return
-    lo, hi = int(valid.min()), int(valid.max())
-    if lo < 0 or hi >= num_classes:
-        raise InputError(label_range_message(fn, name, lo, hi, num_classes, ignore_index))
+def as_labels(
+    fn: str, name: str, labels: torch.Tensor, num_classes: Any, ignore_index: int | None, allow_float: bool = False
+) -> torch.Tensor:
+    """Class ids as int64: any integer dtype (uint8 PNG masks, uint16, ...), or with ``allow_float`` a
+    float tensor holding whole values (binary 0/1 targets). In eager mode the values must lie in
+    ``[0, num_classes)`` or equal ``ignore_index`` (:func:`lossgraph._checks.check_labels`); while
+    exporting, the graph's label guard turns an out-of-range label into NaN instead."""
+    check_dtype(fn, name, labels, "if" if allow_float else "i",
+                "an integer or 0/1 float tensor" if allow_float else "an integer tensor")
+    if is_tracing():
+        return labels.long()
+    if labels.is_floating_point():  # whole values checked before the cast would truncate them
+        check_labels(fn, name, labels, num_classes, ignore_index, allow_float=True)
+        return labels.long()
+    labels = labels.long()  # before min/max: torch has no min/max for uint16/uint32
+    check_labels(fn, name, labels, num_classes, ignore_index)
+    return labels
 
 
 class LossModule(nn.Module):
@@ -93,6 +102,7 @@ class LossModule(nn.Module):
 
     def __init__(self, **params: Any) -> None:
         super().__init__()
+        check_params(self.name, params)
         self._params = params
 
     @property
@@ -123,22 +133,31 @@ def one_hot(labels: torch.Tensor, num_classes: Any) -> torch.Tensor:
     return labels.unsqueeze(1) == classes.reshape(1, -1, *([1] * (labels.dim() - 1)))
 
 
-def check_segmentation(
-    fn: str, name: str, pred: torch.Tensor, labels: torch.Tensor, ignore_index: int | None, num_classes: Any = None
-) -> Any:
-    """Check ``pred (B, C, H, W)`` float and ``labels (B, H, W)`` integer in ``[0, C)`` or ignore; return C.
+def check_unit(fn: str, name: str, x: torch.Tensor, what: str = "in [0, 1]", extra: float | None = None) -> None:
+    """Eager-only: values in ``[0, 1]`` (or ``extra``) — targets, masks, probabilities. Skipped while exporting."""
+    if not is_tracing():
+        check_unit_interval(fn, name, x, what, extra)
 
-    ``num_classes`` overrides the label range (2 for binary losses with ``(B, H, W)`` predictions).
+
+def check_segmentation(
+    fn: str, name: str, pred: torch.Tensor, labels: torch.Tensor, ignore_index: int | None, num_classes: Any = None,
+    allow_float: bool = False,
+) -> tuple[Any, torch.Tensor]:
+    """Check ``pred (B, C, H, W)`` float and ``labels (B, H, W)`` in ``[0, C)`` or ignore; return
+    ``(C, labels as int64)``.
+
+    ``num_classes`` overrides the label range (2 for binary losses with ``(B, H, W)`` predictions);
+    ``allow_float`` accepts float labels holding whole values (binary targets).
     """
     check_dtype(fn, name, pred, "f", "a float tensor")
-    check_dtype(fn, "labels", labels, "i", "an integer tensor")
+    check_dtype(fn, "labels", labels, "if" if allow_float else "i",
+                "an integer or 0/1 float tensor" if allow_float else "an integer tensor")
     if num_classes is None:
         check_shapes(fn, [(name, pred, ("B", "C", "H", "W")), ("labels", labels, ("B", "H", "W"))])
         num_classes = pred.shape[1]
     else:
         check_shapes(fn, [(name, pred, ("B", "H", "W")), ("labels", labels, ("B", "H", "W"))])
-    check_label_values(fn, "labels", labels, num_classes, ignore_index)
-    return num_classes
+    return num_classes, as_labels(fn, "labels", labels, num_classes, ignore_index, allow_float)
 
 
 def check_class_list(fn: str, name: str, values: Any, num_classes: Any) -> list[float] | None:

@@ -46,7 +46,7 @@ def check_levels(
               ("reg_targets", reg_targets, ("B", "N", 4))]
     for name, x, _ in named:
         if name == "cls_targets":
-            check_dtype(fn, name, x, "i", "an integer tensor (class ids, 0 = background)")
+            check_dtype(fn, name, x, "if", "an integer or whole-valued float tensor (class ids, 0 = background)")
         else:
             check_dtype(fn, name, x, "f", "a float tensor")
     dims = check_shapes(fn, named)

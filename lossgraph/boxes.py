@@ -123,7 +123,7 @@ def box_loss(
     check_choice(fn, "output", output, OUTPUTS)
     check_dtype(fn, "boxes1", boxes1, "f", "a float tensor")
     check_dtype(fn, "boxes2", boxes2, "f", "a float tensor")
-    check_shapes(fn, [("boxes1", boxes1, ("N", 4)), ("boxes2", boxes2, ("M" if pairwise else "N", 4))])
+    check_shapes(fn, [("boxes1", boxes1, ("N", 4)), ("boxes2", boxes2, ("M" if pairwise else "N", 4))], allow_empty=("N", "M"))
     a = to_acc(boxes1)
     ca, cb = _coords(a), _coords(boxes2.to(a.dtype))
     if pairwise:

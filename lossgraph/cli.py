@@ -65,7 +65,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     spec = catalog.get(args.name)
     params = spec.resolve(parse_params(args.param))
-    dims = parse_dims(args.dims) or spec.export_dims
+    dims = spec.check_dims(parse_dims(args.dims) or {}, params)
     module = spec.build(**params)
     example = spec.example_inputs(dims, params=params)
     t0 = time.perf_counter()
@@ -259,10 +259,11 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     rows: dict[str, dict[str, Any]] = {}
     for path in args.results:
         h, part = read_results_file(path)
-        if header and h.get("aggregation") and h["aggregation"] != header.get("aggregation"):
-            raise UserError(f"{path} holds other outputs or rules ({h['aggregation']}) than {args.results[0]} "
+        if h.get("aggregation") and header.get("aggregation") and h["aggregation"] != header["aggregation"]:
+            raise UserError(f"{path} holds other outputs or rules ({h['aggregation']}) than the files before it "
                             f"({header['aggregation']})")
-        header = header or h
+        if h.get("aggregation") and not header.get("aggregation"):
+            header = h  # a file written before results headers existed takes the rules of the others
         for r in part:
             rows[r["key"]] = r  # a sample in several files (a resumed shard) counts once: the last row
     summary = summarize(rows.values(), header, convention=args.convention)

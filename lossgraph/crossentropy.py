@@ -46,7 +46,7 @@ def binary_xloss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int |
         0.693147
     """
     fn = "binary_xloss"
-    check_segmentation(fn, "logits", logits, labels, ignore_index, num_classes=2)
+    _, labels = check_segmentation(fn, "logits", logits, labels, ignore_index, num_classes=2, allow_float=True)
     x = to_acc(logits)
     valid = valid_mask(labels, ignore_index)
     loss = bce_with_logits(x, (labels == 1).to(x.dtype))
@@ -84,7 +84,7 @@ def cross_entropy(
         1.386294
     """
     fn = "cross_entropy"
-    c = check_segmentation(fn, "logits", logits, labels, ignore_index)
+    c, labels = check_segmentation(fn, "logits", logits, labels, ignore_index)
     weight = check_class_list(fn, "weight", weight, c)
     x = to_acc(logits)
     valid = valid_mask(labels, ignore_index)
@@ -126,7 +126,7 @@ def ce_dice(
         1.02648
     """
     fn = "ce_dice"
-    c = check_segmentation(fn, "logits", logits, labels, ignore_index)
+    c, labels = check_segmentation(fn, "logits", logits, labels, ignore_index)
     weight = check_class_list(fn, "weight", weight, c)
     return cross_entropy(logits, labels, ignore_index, weight) + dice(logits, labels, smooth, ignore_index)
 

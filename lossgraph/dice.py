@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_dtype, check_shapes
-from ._functional import LossModule, check_segmentation, one_hot, safe_div, softmax_c, to_acc, valid_mask
+from ._functional import LossModule, check_segmentation, check_unit, one_hot, safe_div, softmax_c, to_acc, valid_mask
 
 
 def dice(
@@ -48,7 +48,7 @@ def dice(
         0.0
     """
     fn = "dice"
-    c = check_segmentation(fn, "logits", logits, labels, ignore_index)
+    c, labels = check_segmentation(fn, "logits", logits, labels, ignore_index)
     x = to_acc(logits)
     valid = valid_mask(labels, ignore_index).unsqueeze(1)  # (B, 1, H, W)
     m = valid.to(x.dtype)
@@ -94,6 +94,9 @@ def soft_dice(
     check_dtype(fn, "probas", probas, "f", "a float tensor")
     check_dtype(fn, "targets", targets, "fb", "a float tensor")
     check_shapes(fn, [("probas", probas, tuple(f"d{i}" for i in range(probas.dim()))), ("targets", targets, None)])
+    check_unit(fn, "targets", targets)
+    if not from_logits:
+        check_unit(fn, "probas", probas, "probabilities in [0, 1]")
     x = to_acc(probas)
     p = torch.sigmoid(x) if from_logits else x
     t = targets.to(x.dtype)

@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 
 from ._checks import check_choice, InputError
-from ._functional import LossModule, check_label_values, to_acc
+from ._functional import LossModule, as_labels, check_unit, to_acc
 from ._levels import check_levels, level_names
 from .boxes import ltrb_iou_loss
 from .focal import bce_with_logits, sigmoid_focal
@@ -67,7 +67,8 @@ def fcos(
     fn = "fcos"
     check_choice(fn, "reg_loss", reg_loss, REG_LOSSES)
     check_levels(fn, cls_logits, cnt_logits, reg_preds, cls_targets, cnt_targets, reg_targets)
-    check_label_values(fn, "cls_targets", cls_targets, cls_logits[0].shape[1] + 1, None)
+    cls_targets = as_labels(fn, "cls_targets", cls_targets, cls_logits[0].shape[1] + 1, None, allow_float=True)
+    check_unit(fn, "cnt_targets", cnt_targets, extra=-1.0)
     x = to_acc(flatten_levels(cls_logits))  # (B, N, C)
     c = x.shape[-1]
     onehot = (cls_targets == torch.arange(1, c + 1, device=x.device)).to(x.dtype)

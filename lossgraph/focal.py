@@ -12,6 +12,7 @@ from ._functional import (
     LossModule,
     check_class_list,
     check_segmentation,
+    check_unit,
     class_weights,
     log_softmax_at_labels,
     reduce,
@@ -56,6 +57,7 @@ def sigmoid_focal(
     check_dtype(fn, "logits", logits, "f", "a float tensor")
     check_dtype(fn, "targets", targets, "fb", "a float tensor")
     check_shapes(fn, [("logits", logits, tuple(f"d{i}" for i in range(logits.dim()))), ("targets", targets, None)])
+    check_unit(fn, "targets", targets)
     x = to_acc(logits)
     t = targets.to(x.dtype)
     p = torch.sigmoid(x)
@@ -114,7 +116,7 @@ def focal(
         0.173287
     """
     fn = "focal"
-    c = check_segmentation(fn, "logits", logits, labels, ignore_index)
+    c, labels = check_segmentation(fn, "logits", logits, labels, ignore_index)
     check_choice(fn, "reduction", reduction, REDUCTIONS)
     if alpha is not None and not isinstance(alpha, (int, float)):
         alpha = check_class_list(fn, "alpha", alpha, c)

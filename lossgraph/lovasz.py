@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 
 from ._checks import check_dtype, check_shapes, InputError
-from ._functional import LossModule, check_label_values, is_tracing, safe_div, softmax_c, to_acc
+from ._functional import LossModule, as_labels, check_unit, is_tracing, safe_div, softmax_c, to_acc
 
 CLASSES = ("present", "all")
 
@@ -102,9 +102,9 @@ def lovasz_hinge(
     """
     fn = "lovasz_hinge"
     check_dtype(fn, "logits", logits, "f", "a float tensor")
-    check_dtype(fn, "labels", labels, "i", "an integer tensor")
+    check_dtype(fn, "labels", labels, "if", "an integer or 0/1 float tensor")
     check_shapes(fn, [("logits", logits, ("B", "H", "W")), ("labels", labels, ("B", "H", "W"))])
-    check_label_values(fn, "labels", labels, 2, ignore_index)
+    labels = as_labels(fn, "labels", labels, 2, ignore_index, allow_float=True)
     x = to_acc(logits)
     n = x.shape[0] if per_image else 1
     x = x.reshape(n, 1, -1)
@@ -174,7 +174,9 @@ def lovasz_softmax(
             raise InputError(f"{fn}: classes must not be an empty list")
         if num_classes == 1 and len(chosen) > 1:
             raise InputError(f"{fn}: with C == 1 (sigmoid form) classes must name one label; got {chosen}")
-    check_label_values(fn, "labels", labels, max(num_classes, 2), ignore_index)
+    labels = as_labels(fn, "labels", labels, max(num_classes, 2), ignore_index)
+    if not from_logits:
+        check_unit(fn, "probas", probas, "probabilities in [0, 1]")
 
     x = to_acc(probas)
     # C == 1 is a graph-level choice (no Python branch on the dynamic C): sigmoid form selected by mask.

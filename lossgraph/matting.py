@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_choice, check_dtype, check_min_size, check_shapes, InputError
-from ._functional import LossModule, is_tracing, safe_div, to_acc
+from ._functional import LossModule, check_unit, is_tracing, safe_div, to_acc
 
 #: the source documents' normaliser: crops of 512×512 pixels (``area=AREA_512`` reproduces them)
 AREA_512 = 512 * 512
@@ -44,6 +44,8 @@ def _check(fn: str, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     for name, x in named:
         check_dtype(fn, name, x, "f" if name == "pred" else "fb", "a float tensor")
     check_shapes(fn, [(name, x, MATTE) for name, x in named])
+    if mask is not None:  # a weight in [0, 1]; alpha targets may lie anywhere (offsets, trimaps)
+        check_unit(fn, "mask", mask)
 
 
 def _per_image_sum(x: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_dtype, check_shapes, InputTypeError
-from ._functional import LossModule, check_label_values, reduce, to_acc
+from ._functional import LossModule, as_labels, reduce, to_acc
 from ._seeded import seeded_normal
 
 FROM = ("parameter", "input")
@@ -35,12 +35,13 @@ SIN2_EPS = 1e-9
 NORM_EPS = 1e-12
 
 
-def _check(fn: str, features: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor, what: str) -> None:
+def _check(fn: str, features: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor, what: str) -> torch.Tensor:
+    """Check the inputs; return the labels as int64."""
     check_dtype(fn, "features", features, "f", "a float tensor")
     check_dtype(fn, "labels", labels, "i", "an integer tensor")
     check_dtype(fn, what, classes, "f", "a float tensor")
     check_shapes(fn, [("features", features, ("N", "D")), ("labels", labels, ("N",)), (what, classes, ("C", "D"))])
-    check_label_values(fn, "labels", labels, classes.shape[0], None)
+    return as_labels(fn, "labels", labels, classes.shape[0], None)
 
 
 def _membership(labels: torch.Tensor, num_classes: int | torch.SymInt) -> torch.Tensor:
@@ -76,7 +77,7 @@ def center_loss(
         4.5
     """
     fn = "center_loss"
-    _check(fn, features, labels, centers, "centers")
+    labels = _check(fn, features, labels, centers, "centers")
     f = to_acc(features)
     c = centers.to(f.dtype)
     counts = _membership(labels, c.shape[0]).to(f.dtype).sum(0)  # (C,) samples per class
@@ -144,7 +145,7 @@ def arcface(
         0.183105
     """
     fn = "arcface"
-    _check(fn, features, labels, weight, "weight")
+    labels = _check(fn, features, labels, weight, "weight")
     f, f_sq = _normalize(to_acc(features))
     w, w_sq = _normalize(weight.to(f.dtype))
     cos = f @ w.transpose(0, 1)  # (N, C)

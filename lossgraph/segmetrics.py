@@ -62,7 +62,7 @@ def iou_binary(
         33.3333
     """
     fn = "iou_binary"
-    check_segmentation(fn, "logits", logits, labels, ignore_index, num_classes=2)
+    _, labels = check_segmentation(fn, "logits", logits, labels, ignore_index, num_classes=2, allow_float=True)
     pred = logits > threshold
     fg = labels == 1
     inter = fg & pred
@@ -106,7 +106,7 @@ def iou(
         [50.0, 0.0]
     """
     fn = "iou"
-    c = check_segmentation(fn, "logits", logits, labels, ignore_index)
+    c, labels = check_segmentation(fn, "logits", logits, labels, ignore_index)
     pred = one_hot(torch.argmax(logits, dim=1), c)  # (B, C, H, W)
     truth = one_hot(labels, c)
     inter = truth & pred
@@ -139,8 +139,8 @@ def confusion(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int | No
 
     Returns:
         float64 ``(C, C)``, rows: ground truth, columns: prediction. All pixels ignored gives zeros.
-        A label outside ``[0, C)`` other than ``ignore_index`` (which eager mode refuses) makes every
-        entry NaN in a graph, and so does a NaN or inf in ``logits``: never a believable count.
+        A NaN or inf in ``logits`` makes every entry NaN, and in a graph so does a label outside
+        ``[0, C)`` other than ``ignore_index`` (which eager mode refuses): never a believable count.
 
     Equals ``torchmetrics.functional.multiclass_confusion_matrix(argmax(logits, 1), labels, C,
     ignore_index=ignore_index)`` (as float64).
@@ -151,19 +151,15 @@ def confusion(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int | No
         [[1.0, 1.0], [1.0, 0.0]]
     """
     fn = "confusion"
-    c = check_segmentation(fn, "logits", logits, labels, ignore_index)
-    counted = valid_mask(labels, ignore_index)
-    in_range = (labels >= 0) & (labels < c)
+    c, labels = check_segmentation(fn, "logits", logits, labels, ignore_index)
+    counted = valid_mask(labels, ignore_index) & (labels >= 0) & (labels < c)
     pred = torch.argmax(logits, dim=1)
-    bins = torch.where(counted & in_range, labels * c + pred, c * c).reshape(-1)  # bin C·C: not counted
+    bins = torch.where(counted, labels * c + pred, c * c).reshape(-1)  # bin C·C: not counted
     ones = torch.ones_like(bins, dtype=torch.float64)
     counts = torch.zeros(c * c + 1, dtype=torch.float64, device=logits.device).scatter_add(0, bins, ones)
-    counts = counts[: c * c].reshape(c, c)
-    # graph guard: an out-of-range label or a non-finite score gives NaN everywhere, not a plausible
-    # count (x * 0 is NaN exactly for NaN and inf, 0 otherwise; its sum cannot overflow)
-    nan_if_broken = (logits * 0).sum().to(torch.float64)
-    out_of_range = (counted & ~in_range).any()
-    return counts + torch.where(out_of_range, torch.full_like(nan_if_broken, float("nan")), nan_if_broken)
+    # a NaN or inf score gives NaN everywhere, not a plausible count (x * 0 is NaN exactly for NaN and
+    # inf, 0 otherwise; its sum cannot overflow); the export's InputGuard does the same for labels
+    return counts[: c * c].reshape(c, c) + (logits * 0).sum().to(torch.float64)
 
 
 class IouBinary(LossModule):

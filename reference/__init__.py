@@ -7,6 +7,8 @@ name, and returns the value (float, array, or dict for loss sets). With ``grad=T
 gradient.
 """
 
+from lossgraph._params import checked as _checked
+
 from .boxes import box_iou, ciou, diou, giou
 from .crossentropy import binary_xloss, ce_dice, cross_entropy
 from .dice import dice, soft_dice
@@ -59,3 +61,8 @@ __all__ = [
     "soft_dice",
     "unknown_l1",
 ]
+
+# every loss checks its parameters on each call, with the messages of spec.build() (lossgraph._params)
+for _name in __all__:
+    globals()[_name] = _checked(globals()[_name])
+del _name

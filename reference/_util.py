@@ -7,12 +7,13 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from lossgraph._checks import check_dtype, check_shapes, InputError, InputTypeError, label_range_message
+from lossgraph._checks import InputError, InputTypeError, check_dtype, check_shapes, check_whole, to_numpy
+from lossgraph._checks import check_labels as shared_check_labels
 
 
 def as_f64(fn: str, name: str, x: Any) -> np.ndarray:
-    """Validate a float (or bool) array and return it as contiguous float64."""
-    x = np.asarray(x)
+    """Validate a float (or bool) array (numpy, torch tensor or list) and return it as contiguous float64."""
+    x = to_numpy(x)
     check_dtype(fn, name, x, "fb", "a float array")
     return np.ascontiguousarray(x, dtype=np.float64)
 
@@ -21,30 +22,33 @@ def as_float(fn: str, name: str, x: Any) -> np.ndarray:
     """Validate a float (or bool) array; float32 and float64 come back as they are (contiguous),
     anything else as float64. For kernels that read each element as float64 and compute in float64,
     so a float32 input needs no float64 copy."""
-    x = np.asarray(x)
+    x = to_numpy(x)
     check_dtype(fn, name, x, "fb", "a float array")
     if x.dtype in (np.float32, np.float64):
         return np.ascontiguousarray(x)
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
-def as_labels(fn: str, name: str, x: Any) -> np.ndarray:
-    """Validate an integer array and return it as contiguous int64."""
-    x = np.asarray(x)
-    check_dtype(fn, name, x, "i", "an integer array")
+def as_labels(fn: str, name: str, x: Any, allow_float: bool = False) -> np.ndarray:
+    """Validate class ids (any integer dtype; with ``allow_float`` whole-valued floats, for binary
+    targets) and return them as contiguous int64. The range is checked by :func:`check_labels`."""
+    x = to_numpy(x)
+    check_dtype(fn, name, x, "if" if allow_float else "i",
+                "an integer or 0/1 float array" if allow_float else "an integer array")
+    if x.dtype.kind == "f":
+        check_whole(fn, name, x)
     return np.ascontiguousarray(x, dtype=np.int64)
 
 
 def check_labels(fn: str, name: str, labels: np.ndarray, num_classes: int, ignore_index: int | None) -> None:
-    valid = labels if ignore_index is None else labels[labels != ignore_index]
-    if valid.size and (valid.min() < 0 or valid.max() >= num_classes):
-        raise InputError(label_range_message(fn, name, int(valid.min()), int(valid.max()), num_classes, ignore_index))
+    """Labels in ``[0, num_classes)`` or ``ignore_index`` (the message shared with torch and the runner)."""
+    shared_check_labels(fn, name, labels, num_classes, ignore_index)
 
 
 def reduce(loss: np.ndarray, reduction: str, fn: str) -> tuple[Any, float]:
     """Reduce like torch (``'none' | 'mean' | 'sum'``); also return d(value)/d(element) for the grad."""
-    if reduction == "mean":
-        return float(loss.mean()), 1.0 / max(loss.size, 1)
+    if reduction == "mean":  # the mean of no elements is 0 (torchvision's box losses)
+        return float(loss.sum()) / max(loss.size, 1), 1.0 / max(loss.size, 1)
     if reduction == "sum":
         return float(loss.sum()), 1.0
     if reduction == "none":
@@ -74,7 +78,7 @@ def segmentation_inputs(fn: str, name: str, pred: Any, labels: Any, ignore_index
     ``float32_ok`` a float32 ``pred`` is returned as it is (:func:`as_float`).
     """
     x = (as_float if float32_ok else as_f64)(fn, name, pred)
-    lab = as_labels(fn, "labels", labels)
+    lab = as_labels(fn, "labels", labels, allow_float=binary)
     if binary:
         check_shapes(fn, [(name, x, ("B", "H", "W")), ("labels", lab, ("B", "H", "W"))])
         c = 2

@@ -163,7 +163,7 @@ def box_loss(kind, boxes1, boxes2, pairwise=False, output="loss", reduction="non
     check_choice(fn, "output", output, ("loss", "value"))
     a = as_f64(fn, "boxes1", boxes1)
     b = as_f64(fn, "boxes2", boxes2)
-    check_shapes(fn, [("boxes1", a, ("N", 4)), ("boxes2", b, ("M" if pairwise else "N", 4))])
+    check_shapes(fn, [("boxes1", a, ("N", 4)), ("boxes2", b, ("M" if pairwise else "N", 4))], allow_empty=("N", "M"))
     kernel = _pairwise if pairwise else _aligned
     values, ga, gb = kernel(a, b, KINDS.index(kind), eps, bool(grad))
     result, scale = reduce(1 - values if output == "loss" else values, reduction, fn)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from lossgraph._checks import check_shapes
+from lossgraph._checks import check_shapes, check_unit_interval
 
 from ._util import as_float, parallel_chunks, segmentation_inputs, sigmoid
 
@@ -159,6 +159,9 @@ def soft_dice(probas, targets, smooth: float = 1.0, from_logits: bool = False, g
     x = as_float(fn, "probas", probas)
     t = as_float(fn, "targets", targets)
     check_shapes(fn, [("probas", x, tuple(f"d{i}" for i in range(x.ndim))), ("targets", t, None)])
+    check_unit_interval(fn, "targets", t)
+    if not from_logits:
+        check_unit_interval(fn, "probas", x, "probabilities in [0, 1]")
     chunks = parallel_chunks(x.size)
     pt, pp, tt = soft_dice_sums(x.reshape(-1), t.reshape(-1), from_logits, chunks)
     num = pt + smooth

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from lossgraph._checks import check_choice, InputError
+from lossgraph._checks import InputError, check_choice, check_unit_interval
 from lossgraph._levels import check_levels
 
 from ._util import as_f64, as_labels, check_labels, sigmoid
@@ -111,12 +111,13 @@ def fcos(*inputs, levels=5, alpha=0.25, gamma=2.0, reg_loss="giou", add_centerne
     names = [f"{h}_{k}" for h in ("cls", "cnt", "reg") for k in range(levels)]
     arrays = [as_f64(fn, n, x) for n, x in zip(names, inputs)]
     cls_l, cnt_l, reg_l = arrays[:levels], arrays[levels:2 * levels], arrays[2 * levels:]
-    y = as_labels(fn, "cls_targets", inputs[-3])
+    y = as_labels(fn, "cls_targets", inputs[-3], allow_float=True)
     t = as_f64(fn, "cnt_targets", inputs[-2])
     q = as_f64(fn, "reg_targets", inputs[-1])
     check_levels(fn, cls_l, cnt_l, reg_l, y, t, q)
     c = cls_l[0].shape[1]
     check_labels(fn, "cls_targets", y, c + 1, None)
+    check_unit_interval(fn, "cnt_targets", t, extra=-1.0)
 
     x = _flatten(cls_l)  # (B, N, C)
     batch = x.shape[0]

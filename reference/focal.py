@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from lossgraph._checks import check_choice, check_shapes
+from lossgraph._checks import check_choice, check_shapes, check_unit_interval
 
 from ._util import as_f64, power, reduce
 from .crossentropy import pixel_losses
@@ -49,6 +49,7 @@ def sigmoid_focal(logits, targets, alpha: float = 0.25, gamma: float = 2.0, redu
     x = as_f64(fn, "logits", logits)
     t = as_f64(fn, "targets", targets)
     check_shapes(fn, [("logits", x, tuple(f"d{i}" for i in range(x.ndim))), ("targets", t, None)])
+    check_unit_interval(fn, "targets", t)
     check_choice(fn, "reduction", reduction, ("none", "mean", "sum"))
     total, out, g = sigmoid_focal_terms(x.reshape(-1), t.reshape(-1), float(alpha), float(gamma),
                                         reduction == "none", grad)

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from numba import njit, prange
 
-from lossgraph._checks import check_shapes, InputError
+from lossgraph._checks import InputError, check_shapes, check_unit_interval
 
 from ._util import as_f64, as_labels, check_labels, sigmoid, softmax, softmax_backward
 
@@ -109,7 +109,7 @@ def lovasz_hinge(logits, labels, per_image: bool = True, ignore_index: int | Non
     """
     fn = "lovasz_hinge"
     x = as_f64(fn, "logits", logits)
-    lab = as_labels(fn, "labels", labels)
+    lab = as_labels(fn, "labels", labels, allow_float=True)
     check_shapes(fn, [("logits", x, ("B", "H", "W")), ("labels", lab, ("B", "H", "W"))])
     check_labels(fn, "labels", lab, 2, ignore_index)
     n = x.shape[0] if per_image else 1
@@ -149,6 +149,8 @@ def lovasz_softmax(
         if not chosen:
             raise InputError(f"{fn}: classes must not be an empty list")
     check_labels(fn, "labels", lab, max(c, 2), ignore_index)
+    if not from_logits:
+        check_unit_interval(fn, "probas", x, "probabilities in [0, 1]")
     if c == 1:
         if len(chosen) > 1 and not isinstance(classes, str):
             raise InputError(f"{fn}: with C == 1 (sigmoid form) classes must name one label; got {chosen}")

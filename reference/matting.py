@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from lossgraph._checks import check_choice, check_min_size, check_shapes, InputError
+from lossgraph._checks import InputError, check_choice, check_min_size, check_shapes, check_unit_interval
 
 from ._util import as_f64, power
 
@@ -39,6 +39,8 @@ def _inputs(fn, pred, target, mask=None):
         m = as_f64(fn, "mask", mask)
         named.append(("mask", m, MATTE))
     check_shapes(fn, named)
+    if m is not None:  # a weight in [0, 1]; alpha targets may lie anywhere
+        check_unit_interval(fn, "mask", m)
     return p, t, m
 
 

@@ -177,8 +177,10 @@ def test_resume_skips_done_files_and_drops_a_cut_row(focal, tmp_path):
     assert seen[-1] == (24, 24) and len(again) == 24 and len(read_results(out)) == 24
 
 
-def test_resume_after_kill_9(focal, tmp_path):
-    """A CLI run killed with SIGKILL mid-way, then ``--resume``: every file once, same values as a clean run."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_resume_after_kill_9_or_ctrl_c(focal, tmp_path, sig):
+    """A CLI run killed with SIGKILL (or interrupted by Ctrl-C) mid-way, then ``--resume``: every file
+    once, same values as a clean run."""
     _dataset(tmp_path / "data", 400, bad=False)
     out = tmp_path / "r.jsonl"
     cmd = [sys.executable, "-m", "lossgraph.cli", "eval", str(focal), str(tmp_path / "data"), "--out", str(out), "--provider", "cpu"]
@@ -186,10 +188,11 @@ def test_resume_after_kill_9(focal, tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if out.exists() and out.read_bytes().count(b"\n") >= 50:
-            os.kill(proc.pid, signal.SIGKILL)
+            os.kill(proc.pid, sig)
             break
         time.sleep(0.002)
     proc.wait(60)
+    assert proc.returncode in (0, -signal.SIGKILL if sig == signal.SIGKILL else 130)
     written = out.read_bytes()
     if proc.returncode == 0:  # finished before the kill (very fast machine): cut it by hand instead
         out.write_bytes(written[: written.index(b"\n", len(written) // 3) + 20])

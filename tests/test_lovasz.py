@@ -231,8 +231,10 @@ def test_bad_parameters():
         F.lovasz_softmax(p, torch.zeros(1, 3, 2, dtype=torch.long))
     with pytest.raises(ValueError, match=r"labels must be in \[0, 2\) or ignore_index=255; got values in \[0, 7\]"):
         F.lovasz_hinge(torch.rand(1, 2, 2), torch.tensor([[[0, 7], [255, 1]]]), ignore_index=255)
-    with pytest.raises(TypeError, match="labels must be an integer tensor; got dtype float32"):
-        F.lovasz_hinge(torch.rand(1, 2, 2), torch.rand(1, 2, 2))
+    with pytest.raises(ValueError, match="labels must hold whole class ids; got 0.5"):  # 0/1 floats are accepted
+        F.lovasz_hinge(torch.rand(1, 2, 2), torch.full((1, 2, 2), 0.5))
+    with pytest.raises(TypeError, match="labels must be an integer or 0/1 float tensor; got dtype bool"):
+        F.lovasz_hinge(torch.rand(1, 2, 2), torch.ones(1, 2, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match="classes must be"):
         ref.lovasz_softmax(p.numpy(), y.numpy(), classes="some")
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .._checks import InputError
+from .._params import check_params
 
 Shape = tuple  # symbolic: dimension names ("B"), fixed ints (4) or Derived dims (N = H0*W0 + ...)
 Dims = Mapping[str, int]
@@ -37,6 +38,10 @@ DOMAINS = (
     "centerness",  # FCOS centerness targets in [0, 1], -1 marks negative locations
 )
 
+#: bounded float domains: values in [0, 1], plus one extra allowed value (or None). Torch, the
+#: reference, ``OnnxLoss`` and the graphs' input guard check them (the guard: non-differentiable inputs)
+UNIT_DOMAINS: dict[str, float | None] = {"probabilities": None, "binary": None, "mask": None, "centerness": -1.0}
+
 
 class Derived(str):
     """A dimension computed from others, e.g. ``Derived("N", "H0*W0 + H1*W1")``.
@@ -54,15 +59,21 @@ class Derived(str):
         return obj
 
 
-def eval_dims(expr: str, dims: Mapping[str, int]) -> int:
-    """Evaluate a sum of products of dimension names and integers (``"H0*W0 + 4"``) at ``dims``."""
-    total = 0
+def eval_dims(expr: str | int, dims: Mapping[str, Any], maximum: Callable[[Any, Any], Any] = max) -> Any:
+    """Evaluate a sum of products of dimension names and integers (``"H0*W0 + 4"``), or ``max(a, b)``
+    of two such expressions, at ``dims``. Sizes are used as given (no ``int()``), so symbolic sizes
+    work too; ``maximum`` replaces ``max`` for them (``torch.sym_max``)."""
+    expr = str(expr).strip()
+    if expr.startswith("max(") and expr.endswith(")"):
+        a, b = expr[4:-1].split(",")
+        return maximum(eval_dims(a, dims, maximum), eval_dims(b, dims, maximum))
+    total: Any = 0
     for term in expr.split("+"):
-        prod = 1
+        prod: Any = 1
         for factor in term.split("*"):
             factor = factor.strip()
-            prod *= int(factor) if factor.isdigit() else int(dims[factor])
-        total += prod
+            prod = prod * (int(factor) if factor.isdigit() else dims[factor])
+        total = total + prod
     return total
 
 
@@ -75,10 +86,17 @@ class Input:
     dtype: str = "float32"
     domain: str = "logits"
     grad: bool = False  #: differentiable: gradient graphs and gradient parity cover it
+    #: labels: the number of classes, ids in ``[0, classes)`` (or the spec's ``ignore_index``): a dim
+    #: expression (``"C"``, ``"C + 1"``, ``"max(C, 2)"``) or a number
+    classes: str | int | None = None
+    #: labels: whole-valued float tensors are accepted too (binary 0/1 targets)
+    floats: bool = False
 
     def __post_init__(self) -> None:
         if self.domain not in DOMAINS:
             raise ValueError(f"unknown domain {self.domain!r} for input {self.name!r}")
+        if (self.domain == "labels") != (self.classes is not None):
+            raise ValueError(f"input {self.name!r}: labels, and only labels, declare their number of classes")
 
 
 @dataclass(frozen=True)
@@ -138,16 +156,25 @@ class Spec:
     note: str = ""
     description: str = field(default="")
     aggregation: Mapping[str, str] = field(default_factory=dict)
+    #: dims that may be 0 (box losses: N = 0 boxes give 0, or an empty array); any other empty input is
+    #: an InputError in torch, the reference and the runner
+    empty_dims: Sequence[str] = ()
 
     # --- parameters -------------------------------------------------------------------------
     def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults overridden by ``params``; unknown names raise :class:`~lossgraph.InputError`."""
+        """Defaults overridden by ``params``, each checked against its rule (type and range).
+
+        Raises:
+            InputError: an unknown name or a value out of range; InputTypeError: a value of the wrong
+            type (``per_image="no"``), each naming the parameter.
+        """
         params = dict(params or {})
         unknown = sorted(set(params) - set(self.params))
         if unknown:
             raise InputError(
                 f"{self.name}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(self.params)) or 'none'}"
             )
+        check_params(self.name, params)
         return {**self.params, **params}
 
     def input_specs(self, params: Mapping[str, Any] | None = None) -> tuple[Input, ...]:
@@ -182,6 +209,21 @@ class Spec:
         for case in reversed(self.cases):
             dims.update(case.export_dims)
         return dims
+
+    def check_dims(self, dims: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict[str, int]:
+        """Sizes for :meth:`example_inputs`: ``dims`` over :attr:`export_dims`, each a known dimension
+        of the inputs, an integer >= 1 and >= its minimum size; one-line InputError otherwise."""
+        p = self.resolve(params)
+        known = sorted({s for i in self.input_specs(p) for s in i.shape if isinstance(s, str) and not isinstance(s, Derived)})
+        unknown = sorted(set(dims) - set(known))
+        if unknown:
+            raise InputError(f"{self.name}: unknown dimension(s) {', '.join(unknown)}; the inputs use {', '.join(known)}")
+        low = self.min_sizes(p)
+        for k, v in dims.items():
+            least = max(1, low.get(k, 1))
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise InputError(f"{self.name}: dimension {k} must be an integer >= {least}; got {v!r}")
+        return {**{k: v for k, v in self.export_dims.items() if k in known}, **dims}
 
     def example_inputs(
         self, dims: Dims | None = None, seed: int = 0, params: Mapping[str, Any] | None = None
@@ -220,6 +262,9 @@ class Spec:
             "lossgraph.outputs": json.dumps(list(self.output_names(p))),
             "lossgraph.min_dims": json.dumps(self.min_sizes(p)),
             "lossgraph.aggregation": json.dumps({o: self.aggregation.get(o, "mean") for o in self.output_names(p)}),
+            "lossgraph.empty_dims": json.dumps(list(self.empty_dims)),
+            "lossgraph.labels": json.dumps({i.name: {"classes": str(i.classes), "ignore_index": p.get("ignore_index"),
+                                                     "floats": i.floats} for i in ins if i.domain == "labels"}),
         }
         derived = {s: s.expr for i in ins for s in i.shape if isinstance(s, Derived)}
         if derived:

@@ -25,8 +25,11 @@ RUN_FIXED_C = ({"B": 3, "C": C_LIST, "H": 17, "W": 31}, {"B": 1, "C": C_LIST, "H
                {"B": 2, "C": C_LIST, "H": 32, "W": 9})
 RUN_BIN = ({"B": 3, "H": 17, "W": 31}, {"B": 1, "H": 1, "W": 1}, {"B": 2, "H": 65, "W": 48})
 
-LOGITS_LABELS = (Input("logits", BCHW, "float32", "logits", grad=True), Input("labels", BHW, "int64", "labels"))
-BINARY_LOGITS_LABELS = (Input("logits", BHW, "float32", "logits", grad=True), Input("labels", BHW, "int64", "labels"))
+LABELS = Input("labels", BHW, "int64", "labels", classes="C")
+#: 0/1 labels of the binary losses (whole-valued floats accepted)
+BINARY_LABELS = Input("labels", BHW, "int64", "labels", classes=2, floats=True)
+LOGITS_LABELS = (Input("logits", BCHW, "float32", "logits", grad=True), LABELS)
+BINARY_LOGITS_LABELS = (Input("logits", BHW, "float32", "logits", grad=True), BINARY_LABELS)
 
 
 def seg_inputs(d: Mapping[str, int], rng: np.random.Generator, p: Mapping[str, Any]) -> dict[str, np.ndarray]:

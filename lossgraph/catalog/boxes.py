@@ -79,6 +79,7 @@ def _spec(name: str, cls: str, reference, title: str) -> Spec:
         family="boxes",
         module=f"lossgraph.boxes:{cls}",
         params={"pairwise": False, "output": "loss", "reduction": "none", "eps": 1e-7},
+        empty_dims=("N", "M"),
         inputs=_boxes,
         make_inputs=_inputs,
         edges=_edges,

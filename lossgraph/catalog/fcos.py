@@ -19,7 +19,7 @@ def _inputs_spec(p):
         *(Input(name, ("B", "C", h, w), "float32", "logits", grad=True) for name, (h, w) in zip(level_names("cls", n), hw)),
         *(Input(name, ("B", 1, h, w), "float32", "logits", grad=True) for name, (h, w) in zip(level_names("cnt", n), hw)),
         *(Input(name, ("B", 4, h, w), "float32", "ltrb", grad=True) for name, (h, w) in zip(level_names("reg", n), hw)),
-        Input("cls_targets", ("B", big_n, 1), "int64", "labels"),
+        Input("cls_targets", ("B", big_n, 1), "int64", "labels", classes="C + 1", floats=True),
         Input("cnt_targets", ("B", big_n, 1), "float32", "centerness"),
         Input("reg_targets", ("B", big_n, 4), "float32", "ltrb"),
     )

@@ -8,6 +8,7 @@ from lossgraph import reference as ref
 
 from . import Case, Input, Spec
 from ._inputs import labels, logits, probabilities
+from ._seg import BINARY_LOGITS_LABELS
 
 IGNORE = 255
 BCHW = ("B", "C", "H", "W")
@@ -67,7 +68,7 @@ SPECS = [
         family="lovasz",
         module="lossgraph.lovasz:LovaszHinge",
         params={"per_image": True, "ignore_index": None},
-        inputs=(Input("logits", BHW, "float32", "logits", grad=True), Input("labels", BHW, "int64", "labels")),
+        inputs=BINARY_LOGITS_LABELS,
         make_inputs=_hinge_inputs,
         edges=_hinge_edges,
         reference=ref.lovasz_hinge,
@@ -84,7 +85,8 @@ SPECS = [
         family="lovasz",
         module="lossgraph.lovasz:LovaszSoftmax",
         params={"classes": "present", "per_image": False, "ignore_index": None, "from_logits": False},
-        inputs=(Input("probas", BCHW, "float32", "probabilities", grad=True), Input("labels", BHW, "int64", "labels")),
+        inputs=lambda p: (Input("probas", BCHW, "float32", "logits" if p["from_logits"] else "probabilities", grad=True),
+                          Input("labels", BHW, "int64", "labels", classes="max(C, 2)")),
         make_inputs=_softmax_inputs,
         edges=_softmax_edges,
         reference=ref.lovasz_softmax,

@@ -30,12 +30,12 @@ def _spec_inputs(what: str, source_key: str):
         if p[source_key] == "input":
             return (
                 Input("features", ("N", "D"), "float32", "features", grad=True),
-                Input("labels", ("N",), "int64", "labels"),
+                Input("labels", ("N",), "int64", "labels", classes="C"),
                 Input(what, ("C", "D"), "float32", "parameters", grad=True),
             )
         return (
             Input("features", ("N", p["feat_dim"]), "float32", "features", grad=True),
-            Input("labels", ("N",), "int64", "labels"),
+            Input("labels", ("N",), "int64", "labels", classes=p["num_classes"]),
         )
 
     return inputs

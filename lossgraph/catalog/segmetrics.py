@@ -6,7 +6,7 @@ from __future__ import annotations
 from lossgraph import reference as ref
 
 from . import Case, Input, Spec
-from ._seg import BCHW, BHW, EXPORT, EXPORT_BIN, IGNORE, RUN, RUN_BIN, binary_inputs, edges, seg_inputs
+from ._seg import BCHW, BHW, BINARY_LABELS, EXPORT, EXPORT_BIN, IGNORE, LABELS, RUN, RUN_BIN, binary_inputs, edges, seg_inputs
 
 SPECS = [
     Spec(
@@ -14,7 +14,7 @@ SPECS = [
         family="segmetrics",
         module="lossgraph.segmetrics:IouBinary",
         params={"per_image": True, "ignore_index": None, "empty": 1.0, "threshold": 0.0},
-        inputs=(Input("logits", BHW, "float32", "logits"), Input("labels", BHW, "int64", "labels")),
+        inputs=(Input("logits", BHW, "float32", "logits"), BINARY_LABELS),
         make_inputs=binary_inputs,
         edges=edges(binary_inputs, {"B": 2, "H": 4, "W": 5}),
         reference=ref.iou_binary,
@@ -36,7 +36,7 @@ SPECS = [
         family="segmetrics",
         module="lossgraph.segmetrics:Iou",
         params={"per_image": False, "ignore_index": None, "empty": 1.0},
-        inputs=(Input("logits", BCHW, "float32", "logits"), Input("labels", BHW, "int64", "labels")),
+        inputs=(Input("logits", BCHW, "float32", "logits"), LABELS),
         make_inputs=seg_inputs,
         edges=edges(seg_inputs, {"B": 2, "C": 3, "H": 4, "W": 5}),
         reference=ref.iou,
@@ -55,7 +55,7 @@ SPECS = [
         family="segmetrics",
         module="lossgraph.segmetrics:Confusion",
         params={"ignore_index": None},
-        inputs=(Input("logits", BCHW, "float32", "logits"), Input("labels", BHW, "int64", "labels")),
+        inputs=(Input("logits", BCHW, "float32", "logits"), LABELS),
         outputs=("confusion",),
         grad_of=None,
         make_inputs=seg_inputs,
