@@ -236,8 +236,10 @@ def evaluate_files(
     mapping: Mapping[str, str] | None = None,
     outputs: Sequence[str] | None = None,
     progress: Progress | None = None,
+    client: Any = None,
+    graph_path: bool = False,
 ) -> list[dict[str, Any]]:
-    """Evaluate a graph on every sample with one session in this process.
+    """Evaluate a graph on every sample with one session in this process (or on a Dask cluster).
 
     Args:
         model: an ``.onnx`` path (or bytes / ModelProto, or an :class:`OnnxLoss`).
@@ -251,6 +253,10 @@ def evaluate_files(
         mapping: ``{graph_input: array_name}`` for archives whose arrays are named otherwise.
         outputs: output names to compute (default: all the graph's outputs).
         progress: a :class:`Progress` told about the start, each row and the end.
+        client: a ``distributed.Client``: evaluate chunks of samples on its workers; rows arrive as
+            chunks finish and this process alone writes them (see :mod:`lossgraph.export.distributed`).
+        graph_path: with ``client``, workers open the model's path (which they must all see) instead
+            of receiving the graph's bytes.
 
     Returns:
         One row per sample of the shard, in key order (failed samples included, with ``error`` set).
@@ -277,7 +283,12 @@ def evaluate_files(
     new: dict[str, dict[str, Any]] = {}
     try:
         progress.start(len(samples), len(samples) - len(todo))
-        computed = (evaluate_sample(run, s, options) for s in todo)
+        if client is None:
+            computed: Iterable[dict[str, Any]] = (evaluate_sample(run, s, options) for s in todo)
+        else:
+            from .distributed import dask_rows
+
+            computed = dask_rows(client, model, run, todo, options, by_path=graph_path)
         for row in write_rows(computed, writer, progress):
             new[row["key"]] = row
     finally:

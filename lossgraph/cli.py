@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import shutil
@@ -146,7 +147,23 @@ class _BarProgress(_PlainProgress):
 def _single_file(args: argparse.Namespace) -> bool:
     """The original form ``eval F.onnx INPUTS.npz``: one existing file, no results file, no sharding."""
     return (len(args.inputs) == 1 and os.path.isfile(args.inputs[0]) and not args.input
-            and not (args.out or args.shard or args.resume or args.report))
+            and not (args.out or args.shard or args.resume or args.report or args.workers or args.scheduler))
+
+
+def _dask_client(args: argparse.Namespace) -> Any:
+    """The Dask client of ``--workers N`` (a new local cluster) or ``--scheduler ADDR`` (an existing
+    one), as a context manager; ``nullcontext(None)`` for the in-process run."""
+    if args.workers is not None and args.scheduler:
+        raise UserError("--workers starts a local cluster, --scheduler uses an existing one: give one of them")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers takes a count >= 1; got {args.workers}")
+    if args.graph_path and not (args.workers or args.scheduler):
+        raise UserError("--graph-path needs --workers or --scheduler")
+    if args.workers is None and not args.scheduler:
+        return contextlib.nullcontext(None)
+    from lossgraph.export.distributed import open_client
+
+    return open_client(args.workers, args.scheduler)
 
 
 def print_summary(summary: dict[str, Any], stream: Any) -> None:
@@ -208,9 +225,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     progress.echo = to_stdout
     t0 = time.perf_counter()
     try:
-        rows = evaluate_files(run, args.inputs or None, templates=templates, out=args.out, shard=args.shard,
-                              resume=args.resume, mapping=mapping, outputs=outputs, check_finite=args.check_finite,
-                              progress=progress)
+        with _dask_client(args) as client:
+            rows = evaluate_files(run, args.inputs or None, templates=templates, out=args.out, shard=args.shard,
+                                  resume=args.resume, mapping=mapping, outputs=outputs, check_finite=args.check_finite,
+                                  progress=progress, client=client, graph_path=args.graph_path)
     except KeyboardInterrupt:
         hint = f"; rerun with --resume to finish {args.out}" if args.out else ""
         print(f"lossgraph: interrupted{hint}", file=sys.stderr)
@@ -422,6 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--outputs", metavar="NAMES", help="comma-separated outputs to compute (default: all)")
     _summary_options(s)
     s.add_argument("--json", action="store_true", help="one file: the row as JSON; many: the summary as JSON")
+    s.add_argument("--workers", type=int, metavar="N", help="evaluate on a Dask LocalCluster of N worker processes")
+    s.add_argument("--scheduler", metavar="ADDR",
+                   help="evaluate on an existing Dask cluster: tcp://HOST:PORT or a scheduler file")
+    s.add_argument("--graph-path", action="store_true",
+                   help="Dask workers open the model's path (shared storage) instead of receiving its bytes")
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("summarize", help="the summary of results files (shards of one run merged exactly)")
