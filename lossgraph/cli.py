@@ -196,22 +196,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from . import testing
+    from . import parity
 
     if args.all == bool(args.names):
         raise UserError("check takes loss names or --all")
     names = catalog.names() if args.all else args.names
     for n in names:
         catalog.get(n)
-    cache = testing.GraphCache(args.keep)
+    cache = parity.GraphCache(args.keep)
     t0 = time.perf_counter()
 
     def progress(rows: list) -> None:
         bad = sum(not r.ok for r in rows)
         print(f"  {rows[0].name} {json.dumps(rows[0].params)}: {len(rows) - bad}/{len(rows)} ok", file=sys.stderr, flush=True)
 
-    rows = testing.check(names, cache=cache, with_grad=not args.no_grad, providers=args.provider, progress=progress)
-    print(testing.format_table(rows))
+    rows = parity.check(names, cache=cache, with_grad=not args.no_grad, providers=args.provider, progress=progress)
+    print(parity.format_table(rows))
     print(f"exports: {len(cache.seconds)} graphs in {sum(cache.seconds.values()):.1f} s; total {time.perf_counter() - t0:.1f} s")
     if args.json:
         with open(args.json, "w") as f:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lossgraph.testing import GraphCache
+from lossgraph.parity import GraphCache
 
 
 @pytest.fixture(scope="session")

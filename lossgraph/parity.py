@@ -1,4 +1,4 @@
-"""Three-way parity harness: torch eager vs the ONNX graph in onnxruntime vs the float64 reference.
+"""The parity engine behind ``lossgraph check``: torch eager vs the ONNX graph in onnxruntime vs the float64 reference.
 
 Used by the tests (``tests/test_parity.py``) and by ``lossgraph check``. For each catalog case the
 loss is exported once (value graph, and value+gradient graph), at the case's export dims, and run at
