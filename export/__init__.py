@@ -1,14 +1,16 @@
-"""ONNX export (``to_onnx``, needs torch), the onnxruntime runner (``OnnxLoss``) and batch evaluation
-of saved inputs (``evaluate_files``); the last two are torch-free."""
+"""ONNX export (``to_onnx``, needs torch), the onnxruntime runner (``OnnxLoss``), batch evaluation
+of saved inputs (``evaluate_files``), graphs from a bundle (``load``) and other runtimes
+(``runtimes.load``); all but the first are torch-free."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .bundle import load
 from .evaluate import evaluate_files, read_results, summarize
 from .runner import OnnxLoss, OnnxLossError, cuda_usable
 
-__all__ = ["OnnxLoss", "OnnxLossError", "cuda_usable", "evaluate_files", "read_results", "summarize", "to_onnx", "ValueAndGrad"]
+__all__ = ["load", "OnnxLoss", "OnnxLossError", "cuda_usable", "evaluate_files", "read_results", "summarize", "to_onnx", "ValueAndGrad"]
 
 
 def __getattr__(name: str) -> Any:

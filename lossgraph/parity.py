@@ -23,6 +23,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from lossgraph.export.parallel import export_graph, worker_pool
+
 from . import catalog
 from .catalog import Case, Spec
 
@@ -39,6 +41,7 @@ class Row:
     ok: bool = True
     failures: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    runtime: str = "onnxruntime"  #: where the graphs ran (:data:`lossgraph.export.runtimes.RUNTIMES`)
 
     def record(self, what: str, actual: Any, expected: Any, rtol: float, atol: float) -> None:
         err, good = compare(actual, expected, rtol, atol)
@@ -128,31 +131,104 @@ def case_key(spec: Spec, params: Mapping[str, Any], export_dims: Mapping[str, in
 
 
 class GraphCache:
-    """Exports each (loss, params, export dims, with_grad) once per process and reuses the file."""
+    """Exports each (loss, params, export dims, with_grad) once per process and reuses the file.
+
+    :meth:`export_many` exports a list of them in worker processes ahead of time; :meth:`get` then
+    waits for the file it needs.
+    """
 
     def __init__(self, directory: str | os.PathLike | None = None) -> None:
         self.directory = os.fspath(directory) if directory else tempfile.mkdtemp(prefix="lossgraph-")
         os.makedirs(self.directory, exist_ok=True)
         self.paths: dict[str, str] = {}
         self.seconds: dict[str, float] = {}
+        self._pending: dict[str, Any] = {}  # key -> Future of an export in a worker process
+        self._pool: Any = None
 
-    def get(self, spec: Spec, params: Mapping[str, Any], export_dims: Mapping[str, int], with_grad: bool) -> str:
-        from lossgraph.export import to_onnx
-
+    def _key_path(self, spec: Spec, params: Mapping[str, Any], export_dims: Mapping[str, int], with_grad: bool) -> tuple[str, str, bool]:
         with_grad = with_grad and bool(spec.grad_inputs(params))  # metrics: the value graph serves both
         key = case_key(spec, params, export_dims, with_grad)
+        return key, os.path.join(self.directory, key + ".onnx"), with_grad
+
+    def get(self, spec: Spec, params: Mapping[str, Any], export_dims: Mapping[str, int], with_grad: bool) -> str:
+        key, path, with_grad = self._key_path(spec, params, export_dims, with_grad)
+        if key in self._pending:
+            self.seconds[key] = self._pending.pop(key).result()
+            self.paths[key] = path
         if key not in self.paths:
-            path = os.path.join(self.directory, key + ".onnx")
-            module = spec.build(**params)
-            example = spec.example_inputs(export_dims, seed=0, params=params)
-            t0 = time.perf_counter()
-            to_onnx(module, example, path, dynamic=True, with_grad=with_grad)
-            self.seconds[key] = time.perf_counter() - t0
+            self.seconds[key] = export_graph(spec.name, params, export_dims, with_grad, path)
             self.paths[key] = path
         return self.paths[key]
 
+    def export_many(self, tasks: Iterable[tuple[Spec, Mapping[str, Any], Mapping[str, int], bool]], jobs: int) -> None:
+        """Start exporting ``(spec, params, export_dims, with_grad)`` tasks in ``jobs`` processes
+        (``jobs <= 1``: nothing, :meth:`get` exports when asked). The slow ones go first: gradient
+        graphs and losses with a minimum size (the Laplacian pyramid: 40-110 s)."""
+        if jobs <= 1:
+            return
+        todo = {}
+        for spec, params, dims, grad in tasks:
+            key, path, grad = self._key_path(spec, params, dims, grad)
+            if key not in self.paths and key not in self._pending:
+                slow = (bool(spec.min_sizes(params)), grad)
+                todo[key] = (slow, (spec.name, dict(params), dict(dims), grad, path))
+        if not todo:
+            return
+        self._pool = self._pool or worker_pool(jobs)
+        for key, (_, args) in sorted(todo.items(), key=lambda kv: kv[1][0], reverse=True):
+            self._pending[key] = self._pool.submit(export_graph, *args)
+
+    def close(self) -> None:
+        """Stop the worker processes (exports not yet asked for are dropped)."""
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
 
 # --- the checks -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Expected:
+    """Torch (float32) and reference (float64) results on one set of inputs: what graphs are held to."""
+
+    torch: dict[str, np.ndarray]
+    torch_grad: dict[str, np.ndarray]
+    ref: dict[str, np.ndarray]
+    ref_grad: dict[str, np.ndarray]
+    grad_atol: float
+
+
+def eager_results(spec: Spec, params: Mapping[str, Any], inputs: Mapping[str, np.ndarray], row: Row) -> Expected:
+    """Run torch and the reference on ``inputs`` and record their agreement (value, grad) in ``row``."""
+    module = spec.build(**params)
+    t0 = time.perf_counter()
+    t_out, t_grad = torch_eval(spec, module, inputs, params)
+    t1 = time.perf_counter()
+    r_out, r_grad = reference_eval(spec, inputs, params)
+    t2 = time.perf_counter()
+    row.seconds.update(torch=t1 - t0, reference=t2 - t1)
+    row.record("torch~ref", t_out, r_out, spec.rtol, spec.atol)
+    exp = Expected(t_out, t_grad, r_out, r_grad, grad_tolerance(spec, r_grad))
+    if r_grad:
+        row.record("grad torch~ref", t_grad, r_grad, spec.grad_rtol, exp.grad_atol)
+    return exp
+
+
+def record_graphs(spec: Spec, params: Mapping[str, Any], row: Row, exp: Expected,
+                  value_out: Mapping[str, np.ndarray] | None, grad_out: Mapping[str, np.ndarray] | None) -> None:
+    """Compare a value graph's outputs with torch, a gradient graph's with the reference (None: not run)."""
+    if value_out is not None:
+        row.record("onnx~torch", value_out, exp.torch, spec.rtol, spec.atol)
+    if grad_out is not None:
+        names = spec.output_names(params)
+        row.record("grad-graph value~ref", {k: grad_out[k] for k in names}, exp.ref, spec.rtol, spec.atol)
+        if exp.ref_grad:
+            row.record("onnx grad~ref", {k: grad_out[f"grad_{k}"] for k in exp.ref_grad}, exp.ref_grad,
+                       spec.grad_rtol, exp.grad_atol)
 
 
 def check_inputs(
@@ -164,31 +240,50 @@ def check_inputs(
     value_graph: Any = None,
     grad_graph: Any = None,
 ) -> Row:
-    """Compare torch, reference and (optionally) the ONNX graphs on one set of inputs."""
+    """Compare torch, reference and (optionally) the ONNX graphs (anything with ``run(**inputs)``) on one set of inputs."""
     params = spec.resolve(params)
-    module = spec.build(**params)
-    t0 = time.perf_counter()
-    t_out, t_grad = torch_eval(spec, module, inputs, params)
-    t1 = time.perf_counter()
-    r_out, r_grad = reference_eval(spec, inputs, params)
-    t2 = time.perf_counter()
-    row.seconds.update(torch=t1 - t0, reference=t2 - t1)
-    row.record("torch~ref", t_out, r_out, spec.rtol, spec.atol)
-    gtol = grad_tolerance(spec, r_grad)
-    if r_grad:
-        row.record("grad torch~ref", t_grad, r_grad, spec.grad_rtol, gtol)
+    exp = eager_results(spec, params, inputs, row)
+    value_out = grad_out = None
     if value_graph is not None:
-        t3 = time.perf_counter()
-        o_out = value_graph.run(**inputs)
-        row.seconds["onnx"] = time.perf_counter() - t3
-        row.record("onnx~torch", o_out, t_out, spec.rtol, spec.atol)
+        t0 = time.perf_counter()
+        value_out = value_graph.run(**inputs)
+        row.seconds["onnx"] = time.perf_counter() - t0
     if grad_graph is not None:
-        o_all = grad_graph.run(**inputs)
-        names = spec.output_names(params)
-        row.record("grad-graph value~ref", {k: o_all[k] for k in names}, r_out, spec.rtol, spec.atol)
-        if r_grad:
-            row.record("onnx grad~ref", {k: o_all[f"grad_{k}"] for k in r_grad}, r_grad, spec.grad_rtol, gtol)
+        grad_out = grad_graph.run(**inputs)
+    record_graphs(spec, params, row, exp, value_out, grad_out)
     return row
+
+
+def _open(runtime: str, path: str, providers: str) -> tuple[Any, str | None]:
+    """The graph loaded in ``runtime``, or ``(None, why)`` when the runtime refuses it."""
+    from lossgraph.export.runtimes import RuntimeUnavailable, load
+
+    try:
+        return load(path, runtime, providers=providers), None
+    except RuntimeUnavailable:
+        raise
+    except Exception as e:  # each runtime raises its own types; the reason goes into the table
+        return None, f"{runtime} cannot load the graph: {error_line(e)}"
+
+
+def error_line(e: BaseException) -> str:
+    """An exception as one line: its first non-empty line (runtimes' status prefixes dropped)."""
+    from lossgraph.export.runner import error_line as first_line
+
+    return first_line(e)[:200]
+
+
+def _run_graph(row: Row, what: str, graph: Any, why: str | None, inputs: Mapping[str, np.ndarray]) -> dict | None:
+    """``graph.run(**inputs)``, or None with the failure recorded in ``row`` (``what``: value/gradient)."""
+    if graph is not None:
+        try:
+            return graph.run(**inputs)
+        except Exception as e:  # a runtime's failure is a result: it goes into the table
+            why = f"{row.runtime} failed to run it: {error_line(e)}"
+    row.ok = False
+    row.failures.append(f"{what} graph: {why}")
+    row.errors[("onnx~torch" if what == "value" else "onnx grad~ref")] = float("inf")
+    return None
 
 
 def check_case(
@@ -199,19 +294,31 @@ def check_case(
     with_grad: bool = True,
     providers: str = "cpu",
     seed: int = 1,
+    runtimes: Sequence[str] = ("onnxruntime",),
 ) -> list[Row]:
-    """Export ``case`` once (value graph, and gradient graph with ``with_grad``) and check every run dims."""
-    from lossgraph.export import OnnxLoss
-
+    """Export ``case`` once (value graph, and gradient graph with ``with_grad``) and check every run
+    dims in each of ``runtimes`` (:data:`lossgraph.export.runtimes.RUNTIMES`): one row per run dims
+    and runtime; torch and the reference run once per run dims."""
     cache = cache or GraphCache()
     params = spec.resolve(case.params)
-    value_graph = OnnxLoss(cache.get(spec, params, case.export_dims, False), providers=providers)
-    grad_graph = OnnxLoss(cache.get(spec, params, case.export_dims, True), providers=providers) if with_grad else None
+    value_path = cache.get(spec, params, case.export_dims, False)
+    grad_path = cache.get(spec, params, case.export_dims, True) if with_grad else None
+    opened = {rt: (_open(rt, value_path, providers), _open(rt, grad_path, providers) if grad_path else (None, None))
+              for rt in runtimes}
     rows = []
     for dims in case.run_dims:
-        row = Row(spec.name, dict(case.params), dict(dims), dict(case.export_dims))
         inputs = spec.example_inputs(dims, seed=seed, params=params)
-        rows.append(check_inputs(spec, params, inputs, row=row, value_graph=value_graph, grad_graph=grad_graph))
+        eager = Row(spec.name, dict(case.params), dict(dims), dict(case.export_dims))
+        exp = eager_results(spec, params, inputs, eager)
+        for rt, ((value, v_why), (grad, g_why)) in opened.items():
+            row = Row(spec.name, dict(case.params), dict(dims), dict(case.export_dims), dict(eager.errors),
+                      eager.ok, list(eager.failures), dict(eager.seconds), runtime=rt)
+            t0 = time.perf_counter()
+            value_out = _run_graph(row, "value", value, v_why, inputs)
+            row.seconds["onnx"] = time.perf_counter() - t0
+            grad_out = _run_graph(row, "gradient", grad, g_why, inputs) if grad_path else None
+            record_graphs(spec, params, row, exp, value_out, grad_out)
+            rows.append(row)
     return rows
 
 
@@ -222,29 +329,44 @@ def check(
     with_grad: bool = True,
     providers: str = "cpu",
     progress: Any = None,
+    runtimes: Sequence[str] = ("onnxruntime",),
+    jobs: int = 1,
 ) -> list[Row]:
-    """Run every case of the named losses (all by default); returns the rows."""
+    """Run every case of the named losses (all by default) in each runtime; returns the rows.
+
+    With ``jobs > 1`` the graphs are exported in ``jobs`` processes first (largest first), while
+    this process checks each case as soon as its graphs are written.
+    """
     cache = cache or GraphCache()
+    cases = [(catalog.get(name), case) for name in (names or catalog.names()) for case in catalog.get(name).cases]
+    tasks = [(spec, spec.resolve(case.params), case.export_dims, g) for spec, case in cases for g in (False, True)[: 1 + with_grad]]
+    cache.export_many(tasks, jobs)
     rows: list[Row] = []
-    for name in names or catalog.names():
-        spec = catalog.get(name)
-        for case in spec.cases:
-            rows.extend(check_case(spec, case, cache, with_grad=with_grad, providers=providers))
+    try:
+        for spec, case in cases:
+            case_rows = check_case(spec, case, cache, with_grad=with_grad, providers=providers, runtimes=runtimes)
+            rows.extend(case_rows)
             if progress:
-                progress(rows[-len(case.run_dims):])
+                progress(case_rows)
+    finally:
+        cache.close()
     return rows
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    """A fixed-width parity table: one line per row, max abs errors per comparison, PASS/FAIL."""
+    """A fixed-width parity table: one line per row, max abs errors per comparison, PASS/FAIL (and
+    the runtime the graphs ran in, when rows come from several)."""
     cols = ["torch~ref", "onnx~torch", "grad torch~ref", "onnx grad~ref"]
-    head = f"{'loss':<18} {'params':<44} {'dims':<22} " + " ".join(f"{c:>14}" for c in cols) + "  result"
+    several = len({r.runtime for r in rows}) > 1
+    rt_head = f"{'runtime':<15}" if several else ""
+    head = f"{'loss':<18} {'params':<44} {'dims':<22} {rt_head}" + " ".join(f"{c:>14}" for c in cols) + "  result"
     lines = [head, "-" * len(head)]
     for r in rows:
         p = json.dumps(r.params, separators=(",", ":"))
         d = "x".join(str(v) for v in r.dims.values())
+        rt = f"{r.runtime:<15}" if several else ""
         errs = " ".join(f"{r.errors[c]:>14.2e}" if c in r.errors else f"{'-':>14}" for c in cols)
-        lines.append(f"{r.name:<18} {p[:44]:<44} {d:<22} {errs}  {'PASS' if r.ok else 'FAIL'}")
+        lines.append(f"{r.name:<18} {p[:44]:<44} {d:<22} {rt}{errs}  {'PASS' if r.ok else 'FAIL'}")
         lines.extend(f"{'':<18} ! {f}" for f in r.failures)
     passed = sum(r.ok for r in rows)
     lines.append(f"{passed} passed, {len(rows) - passed} failed")
