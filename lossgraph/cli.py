@@ -231,7 +231,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for n in names:
         catalog.get(n)
     runtimes = parse_runtimes(args.runtime)
-    jobs = _jobs(args.jobs)
+    jobs = _jobs(args.jobs) if args.all or args.jobs is not None else 1  # a few graphs: workers would cost more than they save
     cache = parity.GraphCache(args.keep)
     t0 = time.perf_counter()
 
@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     s.add_argument("--runtime", default="onnxruntime", metavar="NAME[,NAME]",
                    help="where to run the graphs: onnxruntime (default), openvino, onnx-reference, tract")
-    s.add_argument("--jobs", type=int, default=None, metavar="N", help="export in N processes (default: one per core)")
+    s.add_argument("--jobs", type=int, default=None, metavar="N", help="export in N processes (default: one per core with --all, else 1)")
     s.add_argument("--matrix", metavar="FILE",
                    help="write the runtime compatibility matrix into FILE's marked block (README.md), '-': print it")
     s.set_defaults(func=cmd_check)
