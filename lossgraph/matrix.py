@@ -61,7 +61,9 @@ def totals(rows: Sequence[Row]) -> dict[str, tuple[int, int]]:
 def to_markdown(rows: Sequence[Row], known: dict[tuple[str, str, str], str] | None = None) -> str:
     """The matrix as Markdown: a table, totals per runtime, and numbered notes for the failures."""
     if known is None:
-        from lossgraph.export.runtimes import KNOWN_FAILURES as known
+        from lossgraph.export.runtimes import KNOWN_FAILURES
+
+        known = KNOWN_FAILURES
     table = statuses(rows)
     runtimes = list(dict.fromkeys(r.runtime for r in rows))
     notes: dict[str, int] = {}

@@ -162,20 +162,20 @@ class GraphCache:
 
     def export_many(self, tasks: Iterable[tuple[Spec, Mapping[str, Any], Mapping[str, int], bool]], jobs: int) -> None:
         """Start exporting ``(spec, params, export_dims, with_grad)`` tasks in ``jobs`` processes
-        (``jobs <= 1``: nothing, :meth:`get` exports when asked). The slow ones go first: gradient
-        graphs and losses with a minimum size (the Laplacian pyramid: 40-110 s)."""
+        (``jobs <= 1``: nothing, :meth:`get` exports when asked). Losses with a minimum size (the
+        Laplacian pyramid: 40-110 s an export) go first, the rest in the order given, so the checks
+        of the first cases overlap the exports of the later ones."""
         if jobs <= 1:
             return
         todo = {}
         for spec, params, dims, grad in tasks:
             key, path, grad = self._key_path(spec, params, dims, grad)
             if key not in self.paths and key not in self._pending:
-                slow = (bool(spec.min_sizes(params)), grad)
-                todo[key] = (slow, (spec.name, dict(params), dict(dims), grad, path))
+                todo[key] = (bool(spec.min_sizes(params)), (spec.name, dict(params), dict(dims), grad, path))
         if not todo:
             return
         self._pool = self._pool or worker_pool(jobs)
-        for key, (_, args) in sorted(todo.items(), key=lambda kv: kv[1][0], reverse=True):
+        for key, (_, args) in sorted(todo.items(), key=lambda kv: not kv[1][0]):  # stable: given order otherwise
             self._pending[key] = self._pool.submit(export_graph, *args)
 
     def close(self) -> None:

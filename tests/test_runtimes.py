@@ -18,11 +18,11 @@ import sys
 import numpy as np
 import onnx
 import pytest
+from lossgraph.export import runtimes
+from lossgraph.export.bundle import find, load, plan, write_graph
 from onnx import numpy_helper
 
 from lossgraph import catalog, matrix
-from lossgraph.export import runtimes
-from lossgraph.export.bundle import find, load, plan, write_graph
 from lossgraph.parity import Row, compare, eager_results, record_graphs
 
 OTHERS = ("openvino", "onnx-reference", "tract")
