@@ -24,7 +24,7 @@ import numpy as np
 import lossgraph as lg
 from lossgraph.export import distributed as dd
 from lossgraph.export import evaluate_files
-from lossgraph.testing import GraphCache
+from lossgraph.parity import GraphCache
 
 CASES = {"heavy": ("lovasz_softmax", {"B": 1, "C": 21, "H": 256, "W": 256}),
          "medium": ("sigmoid_focal", {"B": 2, "C": 5, "H": 128, "W": 128}),

@@ -17,7 +17,7 @@ import torch
 from lossgraph import bench, catalog
 from lossgraph.cli import parse_dims
 from lossgraph.export import OnnxLoss
-from lossgraph.testing import GraphCache
+from lossgraph.parity import GraphCache
 
 from _timing import medians
 

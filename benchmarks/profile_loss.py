@@ -17,7 +17,7 @@ import torch
 from lossgraph import bench, catalog
 from lossgraph.cli import parse_dims, parse_params
 from lossgraph.export import OnnxLoss
-from lossgraph.testing import GraphCache
+from lossgraph.parity import GraphCache
 
 
 def main() -> None:

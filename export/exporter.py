@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import warnings
@@ -23,6 +24,7 @@ from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from lossgraph import catalog
+from lossgraph._version import __version__
 from lossgraph._functional import tracing
 
 from .runner import METADATA_END
@@ -270,14 +272,27 @@ def to_onnx(
     if written != opset:
         raise InputError(f"to_onnx: the exporter wrote opset {written} where opset {opset} was asked; use {written}")
     _name_derived_dims(model, ins)
-    onnx.helper.set_model_props(model, spec.metadata(params))
+    _explicit_constant_of_shape(model)
+    onnx.helper.set_model_props(model, {**spec.metadata(params), "lossgraph.torch_version": torch.__version__})
     model.producer_name = "lossgraph"
+    model.producer_version = __version__
+    model.doc_string = f"lossgraph {spec.name} {json.dumps(params, sort_keys=True)}" + (" with gradients" if with_grad and grad_index else "")
     model.metadata_props.add(key=METADATA_END, value="")  # last: a file cut before it is known to be cut
     onnx.checker.check_model(model, full_check=True)
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     if path is not None:
         onnx.save(model, os.fspath(path))
     return model
+
+
+def _explicit_constant_of_shape(model: onnx.ModelProto) -> None:
+    """Give every ``ConstantOfShape`` its ``value`` (float32 0, the ONNX default, which the exporter
+    leaves implicit for ``zeros``): tract 0.23 takes the missing value as float64, and its analysis then
+    fails at the next MatMul with a float32 operand (tests/data/README.md)."""
+    zero = onnx.helper.make_tensor("value", onnx.TensorProto.FLOAT, [1], [0.0])
+    for node in [*model.graph.node, *(n for f in model.functions for n in f.node)]:
+        if node.op_type == "ConstantOfShape" and not any(a.name == "value" for a in node.attribute):
+            node.attribute.append(onnx.helper.make_attribute("value", zero))
 
 
 def _name_derived_dims(model: onnx.ModelProto, ins: Sequence[catalog.Input]) -> None:

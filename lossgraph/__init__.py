@@ -16,7 +16,7 @@ from typing import Any
 from ._checks import InputError, InputTypeError
 from ._version import __version__
 
-_SUBMODULES = ("catalog", "functional", "modules", "testing", "reference", "export", "cli")
+_SUBMODULES = ("catalog", "functional", "modules", "parity", "reference", "export", "cli")
 
 
 def __getattr__(name: str) -> Any:

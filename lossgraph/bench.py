@@ -308,7 +308,7 @@ def bench_spec(
         threads: intra-op threads for torch, onnxruntime and Numba (None: library defaults).
         grad: time value and gradient (torch autograd, the gradient graph, ``grad=True`` reference).
         backends: which of :data:`BACKENDS` to run.
-        graphs: a :class:`lossgraph.testing.GraphCache` to export into (default: a temporary one).
+        graphs: a :class:`lossgraph.parity.GraphCache` to export into (default: a temporary one).
         sess_options: onnxruntime ``SessionOptions`` (default :func:`session_options`).
         malloc: ``"reuse"`` to keep freed memory for reuse for the rest of the process
             (:func:`set_malloc`); None leaves the allocator as it is.
@@ -317,7 +317,7 @@ def bench_spec(
 
     from lossgraph.export import OnnxLoss
     from lossgraph.sources import source_of
-    from lossgraph.testing import GraphCache
+    from lossgraph.parity import GraphCache
 
     unknown = sorted(set(backends) - set(BACKENDS))
     if unknown:

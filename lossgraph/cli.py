@@ -61,6 +61,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.all == bool(args.name):
+        raise UserError("export takes a loss name or --all")
+    if args.all:
+        return _export_bundle(args)
     from lossgraph.export import to_onnx
 
     spec = catalog.get(args.name)
@@ -73,6 +77,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     outs = [o.name for o in model.graph.output]
     took = time.perf_counter() - t0
     print(f"wrote {args.output}: {spec.name} {json.dumps(params)} -> {', '.join(outs)} ({took:.1f} s)")
+    return 0
+
+
+def _export_bundle(args: argparse.Namespace) -> int:
+    """``export --all -o DIR``: the graph bundle (model-zoo layout and manifest.json)."""
+    from lossgraph.export.bundle import write_bundle
+
+    if args.param or args.dims or args.opset:
+        raise UserError("export --all takes no --param, --dims or --opset (each entry uses its catalog parameters)")
+    if os.path.isfile(args.output):
+        raise UserError(f"export --all -o takes a directory; {args.output} is a file")
+    jobs = _jobs(args.jobs)
+    t0 = time.perf_counter()
+
+    def progress(entry: dict) -> None:
+        print(f"  {entry['folder']}: {entry['bytes'] / 1e3:.0f} kB, {entry['export_seconds']:.1f} s", file=sys.stderr, flush=True)
+
+    manifest = write_bundle(args.output, with_grad=args.with_grad, jobs=jobs, progress=progress)
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.output) for f in fs)
+    print(f"wrote {args.output}: {len(manifest['graphs'])} graphs, {size / 1e6:.1f} MB, "
+          f"{time.perf_counter() - t0:.1f} s in {jobs} process(es)")
     return 0
 
 
@@ -280,14 +305,18 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from . import testing
+    from lossgraph.export.runtimes import parse_runtimes
+
+    from . import parity
 
     if args.all == bool(args.names):
         raise UserError("check takes loss names or --all")
     names = catalog.names() if args.all else args.names
     for n in names:
         catalog.get(n)
-    cache = testing.GraphCache(args.keep)
+    runtimes = parse_runtimes(args.runtime)
+    jobs = _jobs(args.jobs) if args.all or args.jobs is not None else 1  # a few graphs: workers would cost more than they save
+    cache = parity.GraphCache(args.keep)
     t0 = time.perf_counter()
 
     def progress(rows: list) -> None:
@@ -295,14 +324,28 @@ def cmd_check(args: argparse.Namespace) -> int:
         head = f"{rows[0].name} {json.dumps(rows[0].params)}"
         print(f"  {head}: {len(rows) - bad}/{len(rows)} ok", file=sys.stderr, flush=True)
 
-    rows = testing.check(names, cache=cache, with_grad=not args.no_grad, providers=args.provider, progress=progress)
-    print(testing.format_table(rows))
-    total = time.perf_counter() - t0
-    print(f"exports: {len(cache.seconds)} graphs in {sum(cache.seconds.values()):.1f} s; total {total:.1f} s")
+    rows = parity.check(names, cache=cache, with_grad=not args.no_grad, providers=args.provider, progress=progress,
+                        runtimes=runtimes, jobs=jobs)
+    print(parity.format_table(rows))
+    print(f"exports: {len(cache.seconds)} graphs in {sum(cache.seconds.values()):.1f} s ({jobs} process(es)); "
+          f"total {time.perf_counter() - t0:.1f} s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump([r.__dict__ for r in rows], f, indent=1)
+    if args.matrix:
+        from . import matrix
+
+        matrix.write(rows, args.matrix)
     return 0 if all(r.ok for r in rows) else 1
+
+
+def _jobs(value: int | None) -> int:
+    """``--jobs``: the number given, or one per CPU core this process may use."""
+    if value is None:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if value < 1:
+        raise UserError(f"--jobs must be >= 1; got {value}")
+    return value
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -317,7 +360,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     kwargs = dict(provider=args.provider, repeat=args.repeat, threads=args.threads, grad=args.grad, backends=backends,
                   malloc=args.malloc)
     if args.graphs:
-        from .testing import GraphCache
+        from .parity import GraphCache
 
         kwargs["graphs"] = GraphCache(args.graphs, reuse=True)
     results = bench.bench(
@@ -407,17 +450,22 @@ def _summary_options(s: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
     # the module docstring's first line, without its RST markup (help is plain text)
     p = argparse.ArgumentParser(prog="lossgraph", description=__doc__.splitlines()[0].replace("``", ""))
+    p.add_argument("--version", action="version", version=f"lossgraph {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("list", help="list the catalog")
     s.add_argument("-v", "--verbose", action="store_true", help="also show default parameters")
     s.set_defaults(func=cmd_list)
 
-    s = sub.add_parser("export", help="export a catalog loss to ONNX")
-    s.add_argument("name")
-    s.add_argument("-o", "--output", required=True)
+    s = sub.add_parser("export", help="export a catalog loss to ONNX, or every entry into a bundle (--all)")
+    s.add_argument("name", nargs="?")
+    s.add_argument("--all", action="store_true", help="every catalog entry into the directory -o (graphs, test data, manifest.json)")
+    s.add_argument("--jobs", type=int, default=None, metavar="N", help="with --all: export in N processes (default: one per core)")
+    s.add_argument("-o", "--output", required=True, help="the .onnx file, or with --all the bundle directory")
     s.add_argument("--param", action="append", default=[], metavar="K=V", help="loss parameter (JSON value)")
     s.add_argument("--opset", type=int, default=None)
     s.add_argument("--dims", help="export-time sizes, e.g. B=2,C=3,H=5,W=7 (the graph stays dynamic)")
@@ -460,6 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--provider", default="cpu", choices=["auto", "cpu", "cuda"])
     s.add_argument("--keep", metavar="DIR", help="write the exported graphs to DIR")
     s.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    s.add_argument("--runtime", default="onnxruntime", metavar="NAME[,NAME]",
+                   help="where to run the graphs: onnxruntime (default), openvino, onnx-reference, tract")
+    s.add_argument("--jobs", type=int, default=None, metavar="N", help="export in N processes (default: one per core with --all, else 1)")
+    s.add_argument("--matrix", metavar="FILE",
+                   help="write the runtime compatibility matrix into FILE's marked block (README.md), '-': print it")
     s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("bench", help="time torch eager, onnxruntime, the Numba reference and the source loop code")
@@ -476,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--malloc", default="default", choices=["default", "reuse"],
                    help="reuse: keep freed memory for reuse (glibc), as tcmalloc/jemalloc do (default: as it comes)")
     s.add_argument("--out", default="results/bench", help="folder for results.md/.json/.png ('' to skip)")
-    s.add_argument("--graphs", metavar="DIR", help="take the graphs already exported in DIR (lossgraph.testing.GraphCache "
+    s.add_argument("--graphs", metavar="DIR", help="take the graphs already exported in DIR (lossgraph.parity.GraphCache "
                    "names), export the missing ones there")
     s.set_defaults(func=cmd_bench)
 

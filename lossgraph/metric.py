@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_dtype, check_shapes, InputTypeError
-from ._functional import LossModule, as_labels, reduce, to_acc
+from ._functional import LossModule, as_labels, log_softmax_at_labels, reduce, to_acc
 from ._seeded import seeded_normal
 from ._types import Reduction
 
@@ -161,8 +161,10 @@ def arcface(
     else:
         phi = torch.where(cos_y > math.cos(math.pi - m), phi, cos_y - math.sin(math.pi - m) * m)
     logits = s * torch.where(_membership(labels, cos.shape[1]), phi[:, None], cos)
-    logp = torch.log_softmax(logits, dim=1)
-    return reduce(-torch.gather(logp, 1, labels[:, None])[:, 0], reduction, fn)
+    # z_y - log Σ exp(z), not a LogSoftmax node: tract 0.23 and onnx's reference evaluator compute that
+    # node as log(softmax), which underflows to -inf (s = 64 spreads logits by up to 128)
+    logp_y, _ = log_softmax_at_labels(logits, labels, torch.ones_like(labels, dtype=torch.bool))
+    return reduce(-logp_y, reduction, fn)
 
 
 class _ClassTensorLoss(LossModule):

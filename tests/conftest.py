@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 import pytest
 
-from lossgraph.testing import GraphCache
+from lossgraph.parity import GraphCache
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import torch
 import lossgraph as lg
 from lossgraph import catalog
 from lossgraph.export import OnnxLoss, OnnxLossError
-from lossgraph.testing import Row, check_case, check_inputs, compare, reference_eval, torch_eval
+from lossgraph.parity import Row, check_case, check_inputs, compare, reference_eval, torch_eval
 
 NAMES = catalog.names()
 CASES = [(n, k) for n in NAMES for k in range(len(catalog.get(n).cases))]

@@ -77,6 +77,10 @@ def test_check_one_loss(capsys, tmp_path):
         (["eval", "missing.onnx", "missing.npz"], "no such file"),
         (["inspect", "missing.onnx"], "no such file"),
         (["check"], "check takes loss names or --all"),
+        (["check", "dice", "--runtime", "onnxruntime,tensorrt"], "--runtime takes names from onnxruntime, openvino"),
+        (["check", "dice", "--jobs", "0"], "--jobs must be >= 1"),
+        (["export", "-o", "x.onnx"], "export takes a loss name or --all"),
+        (["export", "--all", "-o", "graphs", "--param", "gamma=2"], "export --all takes no --param"),
     ],
 )
 def test_user_mistakes_give_one_line(capsys, argv, words):
@@ -95,6 +99,12 @@ def test_eval_wrong_inputs(capsys, focal_graph, tmp_path):
     (tmp_path / "foreign.onnx").write_bytes(b"\x00\x01\x02" * 50)
     code, _, err = _run(capsys, "inspect", str(tmp_path / "foreign.onnx"))
     assert code == 2 and "not a readable ONNX model" in err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"lossgraph {lg.__version__}"
 
 
 def test_console_script_no_traceback():

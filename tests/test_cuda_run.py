@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from lossgraph import catalog
-from lossgraph.testing import case_key
+from lossgraph.parity import case_key
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "cuda", "gpu_run.py")

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from lossgraph import catalog
 from lossgraph.export import OnnxLoss, OnnxLossError
-from lossgraph.testing import Row, check_inputs, compare, reference_eval, torch_eval
+from lossgraph.parity import Row, check_inputs, compare, reference_eval, torch_eval
 
 settings.register_profile(
     "ci",

@@ -27,7 +27,7 @@ import lossgraph as lg
 from lossgraph import catalog
 from lossgraph.catalog import UNIT_DOMAINS, Derived, eval_dims
 from lossgraph.export import OnnxLoss
-from lossgraph.testing import compare, reference_eval, torch_eval
+from lossgraph.parity import compare, reference_eval, torch_eval
 
 NAMES = catalog.names()
 

@@ -66,7 +66,7 @@ def graph_keys(names: Sequence[str]) -> list[tuple[str, dict, dict, bool]]:
 def export_graphs(names: Sequence[str], directory: str) -> list[str]:
     """Export (or reuse) the graphs of :func:`graph_keys` into ``directory``; returns their paths."""
     from lossgraph import catalog
-    from lossgraph.testing import GraphCache
+    from lossgraph.parity import GraphCache
 
     cache = GraphCache(directory, reuse=True)
     paths = []
@@ -80,7 +80,7 @@ def export_graphs(names: Sequence[str], directory: str) -> list[str]:
 def graph_paths(names: Sequence[str], directory: str) -> list[str]:
     """The files :func:`export_graphs` wrote for ``names``; raise if one is missing (the device must not export)."""
     from lossgraph import catalog
-    from lossgraph.testing import case_key
+    from lossgraph.parity import case_key
 
     paths = []
     for name, params, dims, grad in graph_keys(names):
@@ -349,7 +349,7 @@ def step_placement(paths: Sequence[str], provider: str) -> tuple[str, Any]:
 
 def warm_reference(name: str) -> float:
     """Compile (or load) the Numba kernels of ``name``'s reference on tiny inputs; seconds taken."""
-    from lossgraph import catalog, testing
+    from lossgraph import catalog, parity as testing
 
     t0 = time.perf_counter()
     spec = catalog.get(name)
@@ -381,7 +381,7 @@ def finish_warmup(warmup: Any) -> tuple[str, Any]:
 
 
 def step_parity(names: Sequence[str], cache: Any, provider: str, report: Report) -> tuple[str, Any]:
-    from lossgraph import catalog, testing
+    from lossgraph import catalog, parity as testing
 
     device = "cuda" if provider == "cuda" else "cpu"
     rows = []
@@ -437,7 +437,7 @@ def device(args: argparse.Namespace) -> int:
         argv = [a for a in sys.argv[1:] if a != "--receive" and a != args.receive]
         return subprocess.run([sys.executable, os.path.abspath(__file__), *argv], env=env, check=False).returncode
 
-    from lossgraph.testing import GraphCache
+    from lossgraph.parity import GraphCache
 
     names = args.names or manifest["names"]
     warmup = start_warmup(names)  # before torch touches CUDA: the workers are fresh processes anyway

@@ -33,11 +33,18 @@ def _shift_sum(x: torch.Tensor, dim: int, weights: Sequence[float], n) -> torch.
     return out
 
 
+def _zero_pad1(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """One zero on each side of ``dim``, by concatenation: ``F.pad``'s backward in a gradient graph is
+    a Pad with negative pads (a crop), which onnx's reference evaluator rejects; Concat's is Slice."""
+    zero = torch.zeros_like(x.narrow(dim, 0, 1))
+    return torch.cat([zero, x, zero], dim)
+
+
 def sobel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sobel responses ``(gx, gy)`` of ``(B, C, H, W)`` with zero padding 1 (cross-correlation with
     ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` and its transpose, like ``F.conv2d(x, k, padding=1)``)."""
     h, w = x.shape[-2], x.shape[-1]
-    xp = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    xp = _zero_pad1(_zero_pad1(x, -1), -2)
     dx = _shift_sum(xp, -1, (-1.0, 0.0, 1.0), w)  # (.., H + 2, W)
     dy = _shift_sum(xp, -2, (-1.0, 0.0, 1.0), h)  # (.., H, W + 2)
     return _shift_sum(dx, -2, (1.0, 2.0, 1.0), h), _shift_sum(dy, -1, (1.0, 2.0, 1.0), w)
