@@ -153,12 +153,21 @@ def check_whole(fn: str, name: str, x: Any) -> None:
         raise InputError(f"{fn}: {name} must hold whole class ids; got {_fmt(x[frac].reshape(-1)[0])}")
 
 
+def _isfinite(x: Any) -> Any:
+    """``isfinite`` of a numpy array or a torch tensor (both have the method under this name or numpy's)."""
+    if hasattr(x, "isfinite"):
+        return x.isfinite()
+    import numpy as np
+
+    return np.isfinite(x)
+
+
 def any_nonfinite(values: Any) -> bool:
     """True when a float array or tensor among ``values`` (numpy or torch, eager) holds a NaN or inf."""
     for x in values:
         if isinstance(x, (tuple, list)) and any_nonfinite(x):  # *inputs of FCOS, lists of levels
             return True
-        if hasattr(x, "dtype") and dtype_kind(x.dtype) == "f" and bool(((x - x) != 0).any()):  # NaN for NaN and inf
+        if hasattr(x, "dtype") and dtype_kind(x.dtype) == "f" and bool((~_isfinite(x)).any()):
             return True
     return False
 

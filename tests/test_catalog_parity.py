@@ -128,8 +128,12 @@ def _bad_variants(spec, params):
             yield f"{i.name} dropped dim", {**good, i.name: x[0]}, ValueError, [i.name]
         if x.dtype.kind == "f":
             yield f"{i.name} as int", {**good, i.name: x.astype(np.int64)}, TypeError, [i.name]
-        elif x.dtype.kind == "i":
+        elif x.dtype.kind == "i" and not i.floats:  # binary labels take whole-valued floats too
             yield f"{i.name} as float", {**good, i.name: x.astype(np.float32)}, TypeError, [i.name]
+        elif x.dtype.kind == "i":
+            half = x.astype(np.float32)
+            half.flat[0] = 0.5
+            yield f"{i.name} as fraction", {**good, i.name: half}, ValueError, [i.name, "whole class ids"]
         if i.domain == "labels":
             bad = x.copy()
             bad.flat[0] = 10**6

@@ -69,7 +69,7 @@ def _edges(p):
     first["cnt_targets"][0] = -1.0
     first["cls_targets"][0] = 0
     every = _make(level_dims(2, 3, [(1, 1)] * n_lev), rng, p)
-    every["cnt_targets"] = np.abs(every["cnt_targets"]) + 0.1
+    every["cnt_targets"] = np.clip(np.abs(every["cnt_targets"]) + 0.1, 0.0, 1.0)  # centerness stays in (0, 1]
     every["cls_targets"] = np.maximum(every["cls_targets"], 1)
     every["reg_targets"] = np.abs(every["reg_targets"]) + 0.5
     exact = {**base}  # predictions equal to the targets at positives (ties of min/max, IoU = 1)
