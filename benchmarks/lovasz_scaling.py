@@ -22,7 +22,7 @@ import argparse
 import numpy as np
 import torch
 
-from lossgraph import lovasz, sources
+from lossgraph import baselines, lovasz
 from lossgraph.bench import MALLOC_MODES, set_malloc, set_threads
 
 from _timing import medians
@@ -41,7 +41,7 @@ def main() -> None:
     args = ap.parse_args()
     threads = set_threads(args.threads)
     set_malloc(args.malloc)
-    source = sources.source_of("lovasz", "lovasz_softmax")
+    source = baselines.baseline_of("lovasz", "lovasz_softmax")
     present = args.present or args.classes
     print(f"torch {torch.__version__}, {threads} threads, malloc {args.malloc}, C={args.classes} ({present} present per image), "
           "per_image=True; medians in ms")

@@ -8,7 +8,7 @@ go through
 * ``onnx``: the exported graph (value graph, or the gradient graph with ``grad=True``) in onnxruntime;
 * ``reference``: the NumPy + Numba float64 reference, timed after a JIT warm-up on the first case's
   small inputs (that first call, JIT compile or cache load, is reported separately as ``jit_s``);
-* ``source``: the source documents' loop formulation, where ``lossgraph.sources.<family>.SOURCES``
+* ``source``: the source documents' loop formulation, where ``lossgraph.baselines.<family>.BASELINES``
   maps the loss name to one (called like the functional form: inputs in catalog order, parameters).
 
 Each backend runs once to warm up, then ``repeat`` rounds call every backend once in turn (so a shared
@@ -316,7 +316,7 @@ def bench_spec(
     import torch
 
     from lossgraph.export import OnnxLoss
-    from lossgraph.sources import source_of
+    from lossgraph.baselines import baseline_of
     from lossgraph.testing import GraphCache
 
     unknown = sorted(set(backends) - set(BACKENDS))
@@ -378,7 +378,7 @@ def bench_spec(
         jit_s = time.perf_counter() - t0
         calls["reference"] = lambda: spec.ref(f64, p, grad=bool(gnames))
     if "source" in backends:
-        source = source_of(spec.family, spec.name)
+        source = baseline_of(spec.family, spec.name)
         if source is None:
             skipped["source"] = "no source formulation"
         else:

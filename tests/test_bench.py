@@ -12,8 +12,8 @@ import pytest
 
 from lossgraph import bench, catalog, cli
 from lossgraph.export.runner import cuda_usable
-from lossgraph.sources import lovasz as lovasz_sources
-from lossgraph.sources import source_of
+from lossgraph.baselines import lovasz as lovasz_baselines
+from lossgraph.baselines import baseline_of
 
 TINY = {"B": 2, "C": 3, "H": 5, "W": 7}
 
@@ -54,10 +54,10 @@ def test_export_dims_cover_every_case():
 
 
 def test_source_discovery_by_mapping():
-    assert source_of("lovasz", "lovasz_softmax") is lovasz_sources.lovasz_softmax
-    assert source_of("lovasz", "lovasz_hinge") is lovasz_sources.lovasz_hinge
-    assert source_of("lovasz", "no_such_loss") is None
-    assert source_of("no_such_family", "x") is None
+    assert baseline_of("lovasz", "lovasz_softmax") is lovasz_baselines.lovasz_softmax
+    assert baseline_of("lovasz", "lovasz_hinge") is lovasz_baselines.lovasz_hinge
+    assert baseline_of("lovasz", "no_such_loss") is None
+    assert baseline_of("no_such_family", "x") is None
 
 
 def test_missing_source_is_reported_not_timed():

@@ -10,7 +10,7 @@ import torch
 
 import lossgraph as lg
 from lossgraph import reference as ref
-from lossgraph.sources import lovasz as source
+from lossgraph.baselines import lovasz as source
 
 F = lg.functional
 RNG = np.random.default_rng(2024)
