@@ -1,15 +1,21 @@
-"""Benchmarks: every catalog loss timed in torch eager, onnxruntime, the Numba reference and the source code.
+"""Benchmarks: every catalog loss timed in torch eager, onnxruntime, the Numba reference, the source code and peers.
 
 One process, one run: for each catalog entry, at its realistic size (``Spec.bench_dims``; entries
 without one fall back to the first case's export dims, and the table says so), the same seeded inputs
 go through
 
-* ``torch``: the lossgraph module, eager (``torch.no_grad``; with ``grad=True`` forward + backward);
-* ``onnx``: the exported graph (value graph, or the gradient graph with ``grad=True``) in onnxruntime;
+* ``torch``: the lossgraph module, eager (``torch.no_grad`` in forward mode);
+* ``onnx``: the exported graph (the gradient graph in train mode) in onnxruntime;
 * ``reference``: the NumPy + Numba float64 reference, timed after a JIT warm-up on the first case's
   small inputs (that first call, JIT compile or cache load, is reported separately as ``jit_s``);
 * ``source``: the source documents' loop formulation, where ``lossgraph.baselines.<family>.BASELINES``
-  maps the loss name to one (called like the functional form: inputs in catalog order, parameters).
+  maps the loss name to one (called like the functional form: inputs in catalog order, parameters);
+* ``peers``: the equivalent calls of kornia, MONAI, ``torch.nn.functional`` and torchmetrics
+  (:data:`lossgraph.bench.peers.PEERS`), on the same inputs, reported as ``ours/peer`` with whether
+  value and gradient agree or the definitions differ.
+
+``mode="train"`` (the default) times forward + backward for entries with differentiable inputs (torch
+autograd, the gradient graph, the reference's gradient, the peers' backward); ``"forward"`` the value.
 
 Each backend runs once to warm up, then ``repeat`` rounds call every backend once in turn (so a shared
 machine's changing load falls on all alike); medians are reported. Peak memory is the largest growth
@@ -27,7 +33,8 @@ RSS. Where CUDA is absent ``"cuda"`` raises :class:`BenchError` (``"auto"`` fall
 
 from __future__ import annotations
 
-from .harness import BACKENDS, RATIOS, Result, bench, bench_dims, bench_spec
+from . import peers
+from .harness import BACKENDS, MODES, RATIOS, Result, bench, bench_dims, bench_spec
 from .measure import (
     MALLOC_MODES,
     BenchError,
@@ -50,7 +57,7 @@ from .report import (
 )
 
 __all__ = [
-    "BACKENDS", "MALLOC_MODES", "RATIOS", "BenchError", "PeakMemory", "Result", "Timing", "bench", "bench_dims",
+    "BACKENDS", "MALLOC_MODES", "MODES", "peers", "RATIOS", "BenchError", "PeakMemory", "Result", "Timing", "bench", "bench_dims",
     "bench_spec", "environment", "format_table", "load_results", "malloc_mode", "plot", "resolve_provider",
     "session_options", "set_malloc", "set_threads", "summary", "time_interleaved", "write_results",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,12 @@ from .measure import (
     time_interleaved,
     total,
 )
+from .peers import compare, peers_of
 
-BACKENDS = ("torch", "onnx", "reference", "source")
+#: ``"peers"`` times every peer of the entry (:data:`lossgraph.bench.peers.PEERS`)
+BACKENDS = ("torch", "onnx", "reference", "source", "peers")
+#: ``"train"``: forward + backward (differentiable entries; others fall back to forward), ``"forward"``: value only
+MODES = ("train", "forward")
 #: ratios printed and tabulated: (numerator, denominator, column title)
 RATIOS = (("onnx", "torch", "onnx/torch"), ("reference", "torch", "ref/torch"), ("torch", "source", "ours/source"))
 
@@ -43,6 +47,9 @@ class Result:
     export_s: float | None
     timings: dict[str, Timing]
     malloc: str = "default"  # see set_malloc
+    mode: str = "forward"  # the mode asked for; ``grad`` says whether a backward pass was timed
+    peers: dict[str, Timing] = field(default_factory=dict)  # library -> its call's timing
+    peer_notes: dict[str, str] = field(default_factory=dict)  # library -> what it calls, how it compares
 
     def median(self, backend: str) -> float | None:
         t = self.timings.get(backend)
@@ -53,8 +60,18 @@ class Result:
         a, b = self.median(num), self.median(den)
         return a / b if a is not None and b else None
 
+    def peer_ratio(self, library: str) -> float | None:
+        """``median("torch") / median(peer)``: ours over the peer's call, or None when either was not timed."""
+        a, t = self.median("torch"), self.peers.get(library)
+        return a / t.median_s if a is not None and t is not None and t.median_s else None
+
+    def fastest_peer(self) -> str | None:
+        """The library whose call was fastest, or None without timed peers."""
+        timed = [(t.median_s, k) for k, t in self.peers.items() if t.median_s]
+        return min(timed)[1] if timed else None
+
     def max_rel_diff(self) -> float | None:
-        """Largest relative difference between the backends' output sums (sanity check, not a test)."""
+        """Largest relative difference between our backends' output sums (sanity check, not a test)."""
         vals = [t.value for t in self.timings.values() if t.value is not None]
         if len(vals) < 2:
             return None
@@ -78,7 +95,7 @@ def bench_spec(
     provider: str = "cpu",
     repeat: int = 5,
     threads: int | None = None,
-    grad: bool = False,
+    mode: str = "train",
     backends: Sequence[str] = BACKENDS,
     graphs: Any = None,
     sess_options: Any = None,
@@ -93,7 +110,9 @@ def bench_spec(
         provider: ``"cpu"``, ``"cuda"`` (BenchError where CUDA is absent) or ``"auto"``.
         repeat: timed rounds (each backend called once per round) after one warm-up round.
         threads: intra-op threads for torch, onnxruntime and Numba (None: library defaults).
-        grad: time value and gradient (torch autograd, the gradient graph, ``grad=True`` reference).
+        mode: ``"train"``: value and gradient (torch autograd, the gradient graph, ``grad=True``
+            reference, the peers' backward) where the entry has differentiable inputs, else the value;
+            ``"forward"``: the value only (torch under ``no_grad``, the value graph).
         backends: which of :data:`BACKENDS` to run.
         graphs: a :class:`lossgraph.testing.GraphCache` to export into (default: a temporary one).
         sess_options: onnxruntime ``SessionOptions`` (default :func:`session_options`).
@@ -109,11 +128,14 @@ def bench_spec(
     unknown = sorted(set(backends) - set(BACKENDS))
     if unknown:
         raise BenchError(f"bench: unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
+    if mode not in MODES:
+        raise BenchError(f"bench: mode must be one of {', '.join(MODES)}; got {mode!r}")
     provider = resolve_provider(provider)
     device = "cuda" if provider == "cuda" else "cpu"
     nthreads = set_threads(threads)
-    mode = set_malloc(malloc) if malloc is not None else malloc_mode()
+    alloc = set_malloc(malloc) if malloc is not None else malloc_mode()
     p = spec.resolve(params)
+    grad = mode == "train" and bool(spec.grad_inputs(p))
     if dims is None:
         dims, dims_from = bench_dims(spec)
     else:
@@ -170,16 +192,38 @@ def bench_spec(
             skipped["source"] = "no source formulation"
         else:
             calls["source"] = torch_call(lambda *xs: source(*xs, **p))
+    notes: dict[str, str] = {}
+    if "peers" in backends:
+        for peer in peers_of(spec.name):
+            why = peer.available()
+            if why:
+                notes[peer.library] = f"{peer.call}: {why}"
+            else:
+                calls[PEER + peer.library] = torch_call(peer.build(p))
+                notes[peer.library] = peer.call
 
     timings: dict[str, Timing] = {}
+    peers: dict[str, Timing] = {}
+    outs: dict[str, Any] = {}
     for k, (timing, out) in time_interleaved(calls, repeat, sync).items():
         timing.value = total(out)
-        timings[k] = timing
+        outs[k] = out
+        if k.startswith(PEER):
+            peers[k[len(PEER):]] = timing
+        else:
+            timings[k] = timing
+    for lib in peers:
+        ours = outs.get("torch")
+        notes[lib] += ": " + (compare(ours, outs[PEER + lib]) if ours is not None else "not compared (torch not run)")
     if "reference" in timings:
         timings["reference"].jit_s = jit_s
     for k, why in skipped.items():
         timings[k] = Timing(skipped=why)
-    return Result(spec.name, p, dict(dims), dims_from, provider, device, grad, nthreads, export_s, timings, mode)
+    return Result(spec.name, p, dict(dims), dims_from, provider, device, grad, nthreads, export_s, timings, alloc,
+                  mode, peers, notes)
+
+
+PEER = "peer:"  # key prefix of the peers' calls among the timed callables
 
 
 def bench(

@@ -12,25 +12,47 @@ from typing import Any
 import numpy as np
 
 from .. import catalog
-from .harness import BACKENDS, RATIOS, Result
+from .harness import RATIOS, Result
 from .measure import Timing, malloc_mode
+
+OURS = ("torch", "onnx", "reference", "source")  # lossgraph's backends and the source loop, in table order
 
 
 def summary(r: Result) -> str:
     """One line per result: medians, ratios, JIT and export times."""
     parts = []
-    for b in BACKENDS:
+    for b in OURS:
         t = r.timings.get(b)
         if t is None:
             continue
         parts.append(f"{b} {t.skipped}" if t.skipped else f"{b} {_ms(t.median_s)} ms")
     ratios = [f"{title} {_x(r.ratio(a, b))}" for a, b, title in RATIOS if r.ratio(a, b) is not None]
+    ratios += [f"{lib} {_ms(t.median_s)} ms, ours/{lib} {_x(r.peer_ratio(lib))} ({r.peer_notes.get(lib, '')})"
+               for lib, t in r.peers.items()]
+    ratios += [f"{lib}: {note}" for lib, note in r.peer_notes.items() if lib not in r.peers]  # not timed: why
     ref = r.timings.get("reference")
     extra = [f"ref JIT {ref.jit_s:.2f} s"] if ref and ref.jit_s is not None else []
     extra += [f"export {r.export_s:.1f} s"] if r.export_s is not None else []
     size = "×".join(f"{k}{v}" for k, v in r.dims.items())
     setup = f"{r.provider}, {r.threads} threads" + (f", malloc {r.malloc}" if r.malloc != "default" else "")
-    return f"{r.name}{' (grad)' if r.grad else ''} {size} [{setup}]: " + ", ".join(parts + ratios + extra)
+    return f"{_label(r)} {size} [{setup}]: " + ", ".join(parts + ratios + extra)
+
+
+def _label(r: Result) -> str:
+    """The entry's name, tagged ``(train)`` where forward + backward was timed."""
+    return r.name + (" (train)" if r.grad else "")
+
+
+def _peer_cells(r: Result) -> tuple[str, str]:
+    """``(fastest peer ms, ours/peer for every peer)`` table cells; "—" without peers."""
+    fastest = r.fastest_peer()
+    if fastest is None:
+        return "—", "—"
+    cells = []
+    for lib in r.peers:
+        agree = "same" if "agree" in r.peer_notes.get(lib, "") else "differs"
+        cells.append(f"{_x(r.peer_ratio(lib))} {lib} ({agree})")
+    return f"{_ms(r.peers[fastest].median_s)} {fastest}", ", ".join(cells)
 
 
 
@@ -51,7 +73,7 @@ def format_table(results: Sequence[Result]) -> str:
     head = (
         ["loss", "params", "size", "torch ms", "onnx ms", "ref ms", "source ms"]
         + [title for _, _, title in RATIOS]
-        + ["peak MiB torch/onnx/ref/source", "ref JIT s", "export s", "agree"]
+        + ["fastest peer ms", "ours/peer (definition)", "peak MiB torch/onnx/ref/source", "ref JIT s", "export s", "agree"]
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
@@ -59,13 +81,14 @@ def format_table(results: Sequence[Result]) -> str:
         if r.dims_from != "bench_dims":
             size += f" ({r.dims_from})"
         changed = {k: v for k, v in r.params.items() if v != catalog.get(r.name).params.get(k)}
-        mem = "/".join(_mib(r.timings[b].peak_mib) if b in r.timings else "—" for b in BACKENDS)
+        mem = "/".join(_mib(r.timings[b].peak_mib) if b in r.timings else "—" for b in OURS)
         ref = r.timings.get("reference")
         diff = r.max_rel_diff()
         row = (
-            [r.name + (" (grad)" if r.grad else ""), json.dumps(changed) if changed else "defaults", size]
-            + [_ms(r.median(b)) for b in ("torch", "onnx", "reference", "source")]
+            [_label(r), json.dumps(changed) if changed else "defaults", size]
+            + [_ms(r.median(b)) for b in OURS]
             + [_x(r.ratio(a, b)) for a, b, _ in RATIOS]
+            + list(_peer_cells(r))
             + [
                 mem,
                 "—" if ref is None or ref.jit_s is None else f"{ref.jit_s:.2f}",
@@ -104,21 +127,33 @@ def plot(results: Sequence[Result], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [r.name + (" (grad)" if r.grad else "") + _param_tag(r) for r in results]
+    labels = [_label(r) + _param_tag(r) for r in results]
     y = np.arange(len(results))
-    height = 0.8 / len(BACKENDS)
-    fig, ax = plt.subplots(figsize=(9.0, 0.42 * len(results) + 1.6))
-    for k, b in enumerate(BACKENDS):
-        timed = [(i, r.median(b) * 1e3) for i, r in enumerate(results) if r.median(b)]  # only bars that exist
+    series = [*OURS, "fastest peer"]
+    height = 0.8 / len(series)
+
+    def median(r: Result, b: str) -> float | None:
+        fastest = r.fastest_peer()
+        if b != "fastest peer":
+            return r.median(b)
+        return r.peers[fastest].median_s if fastest else None
+
+    fig, ax = plt.subplots(figsize=(9.0, 0.5 * len(results) + 1.6))
+    for k, b in enumerate(series):
+        timed = [(i, median(r, b) * 1e3) for i, r in enumerate(results) if median(r, b)]  # only bars that exist
         if timed:
             rows, vals = zip(*timed)
-            ax.barh(np.array(rows) + (k - (len(BACKENDS) - 1) / 2) * height, vals, height, label=b, color=f"C{k}")
+            at = np.array(rows) + (k - (len(series) - 1) / 2) * height
+            ax.barh(at, vals, height, label=b, color=f"C{k}")
+            if b == "fastest peer":  # name the library beside its bar
+                for i, x, v in zip(rows, at, vals):
+                    ax.text(v, x, f" {results[i].fastest_peer()}", va="center", fontsize=6)
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("median time per call (ms, log)")
     setup = f"{results[0].threads} threads, malloc {results[0].malloc}" if results else ""
-    ax.set_title(f"torch eager vs onnxruntime vs Numba reference vs source loop code ({setup})", fontsize=9)
+    ax.set_title(f"torch eager vs onnxruntime vs Numba reference vs source loop vs peers ({setup})", fontsize=9)
     ax.grid(axis="x", which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -135,7 +170,11 @@ def load_results(path: str) -> list[Result]:
     """The results a :func:`write_results` call saved (its ``results.json``), to re-plot or compare runs."""
     with open(path) as f:
         data = json.load(f)
-    return [Result(**{**r, "timings": {k: Timing(**t) for k, t in r["timings"].items()}}) for r in data["results"]]
+    return [
+        Result(**{**r, "timings": {k: Timing(**t) for k, t in r["timings"].items()},
+                  "peers": {k: Timing(**t) for k, t in r.get("peers", {}).items()}})
+        for r in data["results"]
+    ]
 
 
 def write_results(results: Sequence[Result], folder: str, title: str = "lossgraph benchmarks") -> dict[str, str]:
@@ -150,5 +189,9 @@ def write_results(results: Sequence[Result], folder: str, title: str = "lossgrap
         f.write(f"# {title}\n\n")
         f.write("Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()) + "\n\n")
         f.write(format_table(results) + "\n\n")
+        notes = [f"* {_label(r)}{_param_tag(r)}, {lib}: {note}" for r in results for lib, note in r.peer_notes.items()]
+        if notes:
+            f.write("Peers (what each calls, and how its value and gradient compare with ours):\n\n")
+            f.write("\n".join(notes) + "\n\n")
         f.write("![bar chart](results.png)\n")
     return paths
