@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--mode", default="train", choices=["train", "forward"])
     ap.add_argument("--names", help="comma-separated catalog names (default: all, and the variants)")
+    ap.add_argument("--backends", help="comma-separated subset of torch,onnx,reference,source,peers (default: all)")
     ap.add_argument("--provider", default="cpu")
     ap.add_argument("--malloc", default="default", choices=["default", "reuse"])
     ap.add_argument("--cold-jit", action="store_true", help="compile the Numba kernels afresh (empty cache)")
@@ -40,6 +41,8 @@ def main() -> None:
     from lossgraph import bench, catalog  # after NUMBA_CACHE_DIR: the reference imports Numba
 
     kwargs = dict(repeat=args.repeat, threads=args.threads, mode=args.mode, provider=args.provider, malloc=args.malloc)
+    if args.backends:
+        kwargs["backends"] = args.backends.split(",")
     names = args.names.split(",") if args.names else catalog.names()
     jobs = [(n, {}) for n in names] + [v for v in VARIANTS if v[0] in names]
     results = []
