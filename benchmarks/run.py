@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--mode", default="train", choices=["train", "forward"])
     ap.add_argument("--names", help="comma-separated catalog names (default: all, and the variants)")
+    ap.add_argument("--variants-only", action="store_true", help="run only the VARIANTS of the named entries")
     ap.add_argument("--backends", help="comma-separated subset of torch,onnx,reference,source,peers (default: all)")
     ap.add_argument("--provider", default="cpu")
     ap.add_argument("--malloc", default="default", choices=["default", "reuse"])
@@ -45,6 +46,8 @@ def main() -> None:
         kwargs["backends"] = args.backends.split(",")
     names = args.names.split(",") if args.names else catalog.names()
     jobs = [(n, {}) for n in names] + [v for v in VARIANTS if v[0] in names]
+    if args.variants_only:  # the named entries' variants alone (e.g. Lovász at kornia's definition)
+        jobs = [v for v in VARIANTS if v[0] in names]
     results = []
     for name, params in jobs:
         r = bench.bench_spec(catalog.get(name), params=params, **kwargs)

@@ -46,14 +46,19 @@ def lovasz_weights(
 _BITS = {torch.float32: torch.int32, torch.float64: torch.int64}
 
 
+#: elements per block of :class:`LovaszRows` (at least one row per thread): 2 MiB float32 blocks, whose
+#: int64 and float temporaries stay well under glibc's 32 MiB mmap threshold, so the heap reuses them
+_BLOCK = 2**19
+
+
 class LovaszRows(torch.autograd.Function):
     """Eager CPU form of :func:`lovasz_sorted_sum` for keys ``(N, K, P)`` (``+0.0`` or more, or the
     ``-1`` sentinel) and foreground flags ``fg``: ``(N, K)`` losses.
 
-    The ``N·K`` rows go through in blocks of as many rows as torch has threads: sort (int32 view, see
+    The ``N·K`` rows go through in blocks of ``_BLOCK`` elements (at least one row per thread): sort (int32 view, see
     :func:`_sort_descending`), gather, weights, float64 dot product, and, when a gradient is needed,
     the weights scattered back to the pixels' places (``d loss / d key``). A block's temporaries
-    (about 1.5 MB per 65,536-pixel row) stay in cache and in the heap, where one call over the whole
+    (a few MB) stay in the heap (and largely in cache), where one call over the whole
     ``(N, K, P)`` tensor allocates each ~45-90 MB temporary afresh (page faults, benchmarks/RESULTS.md)
     and streams it through memory once per operation. The backward pass is one multiplication of
     the saved gradient by the incoming one: no autograd through the sort, gather and scans.
@@ -66,7 +71,7 @@ class LovaszRows(torch.autograd.Function):
         flags = fg.expand(n, k, p).reshape(n * k, p)
         out = torch.empty(n * k, dtype=torch.float64)
         grad = torch.empty_like(rows) if ctx.needs_input_grad[0] else None
-        step = max(1, torch.get_num_threads())
+        step = max(torch.get_num_threads(), _BLOCK // max(p, 1), 1)
         ranks = torch.arange(1, p + 1, dtype=torch.int32)
         for r in range(0, n * k, step):
             block = rows[r : r + step]

@@ -35,7 +35,7 @@ def summary(r: Result) -> str:
     extra += [f"export {r.export_s:.1f} s"] if r.export_s is not None else []
     size = "×".join(f"{k}{v}" for k, v in r.dims.items())
     setup = f"{r.provider}, {r.threads} threads" + (f", malloc {r.malloc}" if r.malloc != "default" else "")
-    return f"{_label(r)} {size} [{setup}]: " + ", ".join(parts + ratios + extra)
+    return f"{_label(r)}{_param_tag(r)} {size} [{setup}]: " + ", ".join(parts + ratios + extra)
 
 
 def _label(r: Result) -> str:
