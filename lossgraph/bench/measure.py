@@ -26,6 +26,8 @@ class Timing:
     times: list[float] = field(default_factory=list)
     peak_mib: float | None = None
     first_s: float | None = None  # the warm-up call (includes one-time costs)
+    #: median process CPU seconds per call (all threads; less distorted than wall time by a busy machine)
+    cpu_s: float | None = None
     jit_s: float | None = None  # reference only: the first call on small inputs (JIT compile / cache load)
     value: float | None = None  # sum of the outputs, to check the backends computed the same thing
     skipped: str = ""  # why this backend was not timed
@@ -125,13 +127,15 @@ def time_interleaved(calls: Mapping[str, Callable[[], Any]], repeat: int, sync: 
     timings = {k: Timing(times=[]) for k in calls}
     outs: dict[str, Any] = {}
     peaks: dict[str, list[float]] = {k: [] for k in calls}
+    cpus: dict[str, list[float]] = {k: [] for k in calls}
     for rnd in range(repeat + 1):
         for k, fn in calls.items():
             with PeakMemory(trim=rnd == 0 or _malloc_mode == "default") as mem:
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 outs[k] = fn()
                 sync()
                 dt = time.perf_counter() - t0
+                cpus[k].append(time.process_time() - c0)
             if mem.mib is not None:
                 peaks[k].append(mem.mib)
             if rnd == 0:
@@ -141,6 +145,7 @@ def time_interleaved(calls: Mapping[str, Callable[[], Any]], repeat: int, sync: 
     for k, t in timings.items():
         t.median_s = statistics.median(t.times) if t.times else t.first_s
         t.peak_mib = max(peaks[k]) if peaks[k] else None
+        t.cpu_s = statistics.median(cpus[k][1:] or cpus[k]) if cpus[k] else None
     return {k: (timings[k], outs[k]) for k in calls}
 
 

@@ -27,8 +27,8 @@ def summary(r: Result) -> str:
             continue
         parts.append(f"{b} {t.skipped}" if t.skipped else f"{b} {_ms(t.median_s)} ms")
     ratios = [f"{title} {_x(r.ratio(a, b))}" for a, b, title in RATIOS if r.ratio(a, b) is not None]
-    ratios += [f"{lib} {_ms(t.median_s)} ms, ours/{lib} {_x(r.peer_ratio(lib))} ({r.peer_notes.get(lib, '')})"
-               for lib, t in r.peers.items()]
+    ratios += [f"{lib} {_ms(t.median_s)} ms, ours/{lib} {_x(r.peer_ratio(lib))} (CPU time {_x(_cpu_ratio(r, lib))}; "
+               f"{r.peer_notes.get(lib, '')})" for lib, t in r.peers.items()]
     ratios += [f"{lib}: {note}" for lib, note in r.peer_notes.items() if lib not in r.peers]  # not timed: why
     ref = r.timings.get("reference")
     extra = [f"ref JIT {ref.jit_s:.2f} s"] if ref and ref.jit_s is not None else []
@@ -36,6 +36,12 @@ def summary(r: Result) -> str:
     size = "×".join(f"{k}{v}" for k, v in r.dims.items())
     setup = f"{r.provider}, {r.threads} threads" + (f", malloc {r.malloc}" if r.malloc != "default" else "")
     return f"{_label(r)}{_param_tag(r)} {size} [{setup}]: " + ", ".join(parts + ratios + extra)
+
+
+def _cpu_ratio(r: Result, lib: str) -> float | None:
+    """Ours over the peer in process CPU time (see :class:`Timing`)."""
+    a, b = r.timings.get("torch"), r.peers.get(lib)
+    return a.cpu_s / b.cpu_s if a and b and a.cpu_s and b.cpu_s else None
 
 
 def _label(r: Result) -> str:
