@@ -12,7 +12,10 @@ With ``--present K`` each image's labels use K of the C classes: the loop skips 
 the vectorised loss marks their groups invalid, so their rows sort as constants (several times faster).
 
     python benchmarks/lovasz_scaling.py [--threads N] [--repeat R] [--sizes 64,128,256] [--batches 1,8] [--present K]
-                                        [--malloc reuse]
+                                        [--malloc reuse] [--mode train|forward]
+
+``--mode train`` (default) times ours and the loop forward + backward (the gradient with respect to
+the probabilities), ``forward`` the value alone; the sort columns are forward-only either way.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import argparse
 import numpy as np
 import torch
 
-from lossgraph import lovasz, sources
+from lossgraph import baselines, lovasz
 from lossgraph.bench import MALLOC_MODES, set_malloc, set_threads
 
 from _timing import medians
@@ -38,13 +41,14 @@ def main() -> None:
     ap.add_argument("--present", type=int, default=None,
                     help="classes present per image (default: all, uniform labels); realistic masks have few")
     ap.add_argument("--malloc", default="default", choices=MALLOC_MODES)
+    ap.add_argument("--mode", default="train", choices=["train", "forward"])
     args = ap.parse_args()
     threads = set_threads(args.threads)
     set_malloc(args.malloc)
-    source = sources.source_of("lovasz", "lovasz_softmax")
+    source = baselines.baseline_of("lovasz", "lovasz_softmax")
     present = args.present or args.classes
     print(f"torch {torch.__version__}, {threads} threads, malloc {args.malloc}, C={args.classes} ({present} present per image), "
-          "per_image=True; medians in ms")
+          f"per_image=True, {args.mode}; medians in ms")
     print("| B | H=W | ours | source loop | ours/source | batched sort | loop of 1-D sorts | sort share of ours | numpy sort (values) |")
     print("|---|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
@@ -61,13 +65,17 @@ def main() -> None:
             flat = errors.reshape(-1, errors.shape[-1])
             arr = errors.numpy()
 
-            def ours():
-                with torch.no_grad():
-                    return lovasz.lovasz_softmax(probas, labels, per_image=True)
+            def timed(fn):
+                def call():
+                    if args.mode == "forward":
+                        with torch.no_grad():
+                            return fn(probas, labels, per_image=True)
+                    leaf = probas.detach().requires_grad_(True)
+                    return torch.autograd.grad(fn(leaf, labels, per_image=True), leaf)
 
-            def loop():
-                with torch.no_grad():
-                    return source(probas, labels, per_image=True)
+                return call
+
+            ours, loop = timed(lovasz.lovasz_softmax), timed(source)
 
             m = medians(
                 {

@@ -357,7 +357,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for n in names:
         catalog.get(n)
     backends = args.backends.split(",") if args.backends else bench.BACKENDS
-    kwargs = dict(provider=args.provider, repeat=args.repeat, threads=args.threads, grad=args.grad, backends=backends,
+    kwargs = dict(provider=args.provider, repeat=args.repeat, threads=args.threads, mode=args.mode, backends=backends,
                   malloc=args.malloc)
     if args.graphs:
         from .parity import GraphCache
@@ -515,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the runtime compatibility matrix into FILE's marked block (README.md), '-': print it")
     s.set_defaults(func=cmd_check)
 
-    s = sub.add_parser("bench", help="time torch eager, onnxruntime, the Numba reference and the source loop code")
+    s = sub.add_parser("bench", help="time torch eager, onnxruntime, the Numba reference, the source loop code and "
+                                     "the peers (kornia, MONAI, torch, torchmetrics)")
     s.add_argument("names", nargs="*")
     s.add_argument("--all", action="store_true")
     s.add_argument("--shape", help="sizes instead of each entry's bench_dims, e.g. B=8,C=21,H=256,W=256")
@@ -524,8 +525,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cuda: torch on the GPU and onnxruntime's CUDA provider (error where CUDA is absent)")
     s.add_argument("--repeat", type=int, default=5, help="timed rounds after one warm-up (default 5)")
     s.add_argument("--threads", type=int, default=None, help="intra-op threads for torch, onnxruntime, Numba")
-    s.add_argument("--grad", action="store_true", help="time value and gradient (gradient graphs)")
-    s.add_argument("--backends", help="comma-separated subset of torch,onnx,reference,source")
+    s.add_argument("--mode", default="train", choices=["train", "forward"],
+                   help="train (default): forward + backward where the loss is differentiable (gradient graphs); "
+                        "forward: the value only")
+    s.add_argument("--backends", help="comma-separated subset of torch,onnx,reference,source,peers")
     s.add_argument("--malloc", default="default", choices=["default", "reuse"],
                    help="reuse: keep freed memory for reuse (glibc), as tcmalloc/jemalloc do (default: as it comes)")
     s.add_argument("--out", default="results/bench", help="folder for results.md/.json/.png ('' to skip)")

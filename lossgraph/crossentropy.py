@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ._functional import (
     LossModule,
+    is_tracing,
     check_class_list,
     check_segmentation,
     class_weights,
@@ -50,9 +52,14 @@ def binary_xloss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int |
     _, labels = check_segmentation(fn, "logits", logits, labels, ignore_index, num_classes=2, allow_float=True)
     x = to_acc(logits)
     valid = valid_mask(labels, ignore_index)
-    loss = bce_with_logits(x, (labels == 1).to(x.dtype))
-    loss = torch.where(valid, loss, torch.zeros_like(loss))
-    return safe_div(loss.sum(), valid.sum().to(x.dtype))
+    target = (labels == 1).to(x.dtype)
+    if not is_tracing():  # eager: ATen's fused kernel, forward and backward, with the mask as weight
+        weight = None if ignore_index is None else valid.to(x.dtype)
+        total = F.binary_cross_entropy_with_logits(x, target, weight, reduction="sum")
+    else:  # graphs: the stable form as plain ops
+        loss = bce_with_logits(x, target)
+        total = torch.where(valid, loss, torch.zeros_like(loss)).sum()
+    return safe_div(total, valid.sum().to(x.dtype))
 
 
 def cross_entropy(

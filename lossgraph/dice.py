@@ -8,7 +8,10 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_dtype, check_shapes
-from ._functional import LossModule, check_segmentation, check_unit, one_hot, safe_div, softmax_c, to_acc, valid_mask
+from ._eager import SoftmaxDiceSums
+from ._functional import (
+    LossModule, check_segmentation, check_unit, is_tracing, one_hot, safe_div, softmax_c, to_acc, valid_mask,
+)
 
 
 def dice(
@@ -60,13 +63,22 @@ def dice(
     c, labels = check_segmentation(fn, "logits", logits, labels, ignore_index)
     x = to_acc(logits)
     valid = valid_mask(labels, ignore_index).unsqueeze(1)  # (B, 1, H, W)
-    m = valid.to(x.dtype)
-    p = softmax_c(x) * m
-    t = (one_hot(labels, c) & valid).to(x.dtype)
-    dims = (0, 2, 3) if per_class else (0, 1, 2, 3)
-    inter = (p * t).sum(dims)
-    target_sum = t.sum(dims)
-    den = ((p * p).sum(dims) if squared else p.sum(dims)) + target_sum
+    if is_tracing():  # graphs: softmax, one-hot and sums as plain ops
+        m = valid.to(x.dtype)
+        p = softmax_c(x) * m
+        t = (one_hot(labels, c) & valid).to(x.dtype)
+        dims = (0, 2, 3) if per_class else (0, 1, 2, 3)
+        inter = (p * t).sum(dims)
+        target_sum = t.sum(dims)
+        den = ((p * p).sum(dims) if squared else p.sum(dims)) + target_sum
+    else:  # eager: per-class sums with an analytic backward, no one-hot tensor (lossgraph/_eager.py)
+        safe = torch.where(valid[:, 0], labels, torch.zeros_like(labels))
+        m = None if ignore_index is None else valid[:, 0].to(x.dtype)
+        inter, psum = SoftmaxDiceSums.apply(x, safe, m, squared)
+        target_sum = torch.bincount(safe[valid[:, 0]], minlength=c).to(x.dtype)
+        if not per_class:
+            inter, psum, target_sum = inter.sum(), psum.sum(), target_sum.sum()
+        den = psum + target_sum
     loss = 1.0 - safe_div(2.0 * inter + smooth, den + smooth)
     if per_class:
         return torch.where(target_sum > 0, loss, torch.zeros_like(loss)).mean()

@@ -1,6 +1,6 @@
 """FCOS loss (Tian et al. 2019) over L feature levels, vectorised: positives by masking, no loops.
 
-The seed notebook's semantics (``lossgraph/sources/fcos.py``), per image ``b`` with ``P_b`` the
+The seed notebook's semantics (``lossgraph/baselines/fcos.py``), per image ``b`` with ``P_b`` the
 positive locations (``cnt_targets > -1``) and ``n_b = max(|P_b|, 1)``:
 
 * ``cls_b = Σ_{locations, classes} FL(x, onehot(cls_targets))/n_b``: sigmoid focal loss (α, γ) over

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ._checks import check_choice, check_dtype, check_shapes
 from ._functional import (
@@ -14,6 +15,7 @@ from ._functional import (
     check_segmentation,
     check_unit,
     class_weights,
+    is_tracing,
     log_softmax_at_labels,
     reduce,
     safe_div,
@@ -69,6 +71,15 @@ def sigmoid_focal(
     x = to_acc(logits)
     t = targets.to(x.dtype)
     p = torch.sigmoid(x)
+    if not is_tracing():
+        # eager, fewer passes for autograd: ATen's fused BCE, 1 - p_t = p (1 - 2t) + t in one addcmul,
+        # and pow directly for γ >= 1 (its backward γ·q^(γ-1) is finite at q = 0)
+        q = torch.addcmul(t, p, 1.0 - 2.0 * t)
+        mod = q**gamma if gamma >= 1 else torch.where(q > 0, torch.where(q > 0, q, 1.0) ** gamma, 0.0**gamma)
+        loss = F.binary_cross_entropy_with_logits(x, t, reduction="none") * mod
+        if alpha >= 0:
+            loss = loss * ((1 - alpha) + (2 * alpha - 1) * t)
+        return reduce(loss, reduction, fn)
     q = 1 - (p * t + (1 - p) * (1 - t))  # 1 - p_t
     # (1 - p_t)^γ with q = 0 (saturated logits) kept out of pow: its backward γ·q^(γ-1) is inf for γ < 1
     loss = bce_with_logits(x, t) * torch.where(q > 0, torch.where(q > 0, q, 1.0) ** gamma, 0.0**gamma)

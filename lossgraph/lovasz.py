@@ -9,6 +9,8 @@ cumulative counts (exact in float32, unlike ``1 - I/U`` differences).
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import torch
 
 from ._checks import check_dtype, check_shapes, InputError
@@ -18,7 +20,9 @@ from ._types import Classes
 CLASSES = ("present", "all")
 
 
-def lovasz_weights(fg_sorted: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def lovasz_weights(
+    fg_sorted: torch.Tensor, dtype: torch.dtype, k: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Jaccard-loss increments ``g_k = J_k - J_{k-1}`` along the last (sorted) axis, but ``g_1`` of
     groups without foreground (see below), and the foreground count ``G`` (shape ``(..., 1)``).
 
@@ -33,10 +37,60 @@ def lovasz_weights(fg_sorted: torch.Tensor, dtype: torch.dtype) -> tuple[torch.T
     tp = torch.cumsum(fg_sorted, -1, dtype=torch.int32)
     total = tp[..., -1:]
     left = total - tp  # G - tp_k >= 0
-    k = torch.arange(1, fg_sorted.shape[-1] + 1, device=fg_sorted.device, dtype=torch.int32)
+    if k is None:  # ``k``: the ranks 1..P as int32, passed in by callers that reuse them
+        k = torch.arange(1, fg_sorted.shape[-1] + 1, device=fg_sorted.device, dtype=torch.int32)
     d = (left + k).to(dtype)  # G + fp_k >= 1
     bg = left.to(dtype) / torch.clamp(d - 1.0, min=1.0)
     return torch.where(fg_sorted, 1.0, bg) / d, total
+
+
+_BITS = {torch.float32: torch.int32, torch.float64: torch.int64}
+
+
+#: elements per block of :class:`LovaszRows` (at least one row per thread): 2 MiB float32 blocks, whose
+#: int64 and float temporaries stay well under glibc's 32 MiB mmap threshold, so the heap reuses them
+_BLOCK = 2**19
+
+
+class LovaszRows(torch.autograd.Function):
+    """Eager CPU form of :func:`lovasz_sorted_sum` for keys ``(N, K, P)`` (``+0.0`` or more, or the
+    ``-1`` sentinel) and foreground flags ``fg``: ``(N, K)`` losses.
+
+    The ``N·K`` rows go through in blocks of ``_BLOCK`` elements (at least one row per thread): sort (int32 view, see
+    :func:`_sort_descending`), gather, weights, float64 dot product, and, when a gradient is needed,
+    the weights scattered back to the pixels' places (``d loss / d key``). A block's temporaries
+    (a few MB) stay in the heap (and largely in cache), where one call over the whole
+    ``(N, K, P)`` tensor allocates each ~45-90 MB temporary afresh (page faults, benchmarks/RESULTS.md)
+    and streams it through memory once per operation. The backward pass is one multiplication of
+    the saved gradient by the incoming one: no autograd through the sort, gather and scans.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, key: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
+        n, k, p = key.shape
+        rows = key.reshape(n * k, p).contiguous()
+        flags = fg.expand(n, k, p).reshape(n * k, p)
+        out = torch.empty(n * k, dtype=torch.float64)
+        grad = torch.empty_like(rows) if ctx.needs_input_grad[0] else None
+        step = max(torch.get_num_threads(), _BLOCK // max(p, 1), 1)
+        ranks = torch.arange(1, p + 1, dtype=torch.int32)
+        for r in range(0, n * k, step):
+            block = rows[r : r + step]
+            perm = torch.sort(block.view(_BITS[key.dtype]), dim=-1, descending=True)[1]
+            err_sorted = block.gather(-1, perm)
+            g, total = lovasz_weights(flags[r : r + step].gather(-1, perm), key.dtype, ranks)
+            # a group without foreground weighs its largest kept error by 1 (lovasz_weights' g_1)
+            g[:, :1] += ((total == 0) & (err_sorted[:, :1] >= 0)).to(g.dtype)
+            out[r : r + step] = (err_sorted * g).sum(-1, dtype=torch.float64)
+            if grad is not None:
+                grad[r : r + step].scatter_(-1, perm, g)
+        ctx.save_for_backward(grad)
+        return out.to(key.dtype).reshape(n, k)
+
+    @staticmethod
+    def backward(ctx: Any, g_out: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (grad,) = ctx.saved_tensors
+        return grad.reshape(*g_out.shape, grad.shape[-1]) * g_out.unsqueeze(-1), None
 
 
 def _sort_descending(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,7 +100,7 @@ def _sort_descending(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     CPU sort runs it about 1.3x faster (benchmarks/RESULTS.md). Graphs sort the floats (ONNX has no
     bitcast). Either way the sorted values come from the float keys, so they stay differentiable.
     """
-    bits = {torch.float32: torch.int32, torch.float64: torch.int64}.get(key.dtype)
+    bits = _BITS.get(key.dtype)
     if bits is None or key.device.type != "cpu" or is_tracing():
         return torch.sort(key, dim=-1, descending=True)
     perm = torch.sort(key.detach().view(bits), dim=-1, descending=True)[1]
@@ -65,6 +119,10 @@ def lovasz_sorted_sum(errors: torch.Tensor, fg: torch.Tensor, keep: torch.Tensor
     its loss is its largest error.
     """
     key = errors if keep is None else torch.where(keep, errors, -1.0)
+    if not is_tracing() and key.device.type == "cpu" and key.dtype in _BITS:
+        # eager on the CPU: rows sorted and summed in blocks, analytic backward (LovaszRows)
+        return LovaszRows.apply(key, fg)
+    # graphs (and other devices): one sort of all rows, autograd through the gather
     err_sorted, perm = _sort_descending(key)
     g, total = lovasz_weights(torch.gather(fg, -1, perm), errors.dtype)
     loss = (err_sorted * g).sum(-1, dtype=torch.float64).to(errors.dtype)
@@ -188,7 +246,9 @@ def lovasz_softmax(
     # C == 1 is a graph-level choice (no Python branch on the dynamic C): sigmoid form selected by mask.
     channel = torch.arange(num_classes, device=x.device)
     single = torch.ones_like(x[0, :, 0, 0]).sum() == 1  # tensor bool: C == 1
-    if from_logits:
+    if from_logits and not is_tracing():  # eager: C is known, one activation and ATen's fused softmax
+        x = torch.sigmoid(x) if num_classes == 1 else torch.softmax(x, 1)
+    elif from_logits:  # graphs: C == 1 chosen by a mask (dynamic C)
         x = torch.where(single, torch.sigmoid(x), softmax_c(x))
     fg_label = chosen[0] if (chosen is not None and len(chosen) == 1) else 1
     label_of_channel = torch.where(single, torch.full_like(channel, fg_label), channel)

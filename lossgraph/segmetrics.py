@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ._functional import LossModule, check_segmentation, one_hot, valid_mask
+from ._functional import LossModule, check_segmentation, is_tracing, one_hot, valid_mask
 
 
 def _count(mask: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
@@ -19,6 +19,8 @@ def _count(mask: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     added in int64, so the count is exact at any size; onnxruntime reduces float32 about 3x faster
     than the int64 a bool sum would be counted in (benchmarks/RESULTS.md).
     """
+    if not is_tracing():  # eager: ATen counts bools directly
+        return torch.count_nonzero(mask, dim=dims)
     rows = mask.to(torch.float32).sum(-1).to(torch.int64)
     return rows.sum(dims[:-1]) if len(dims) > 1 else rows
 
@@ -115,6 +117,10 @@ def iou(
     """
     fn = "iou"
     c, labels = check_segmentation(fn, "logits", logits, labels, ignore_index)
+    if not is_tracing():
+        inter_n, union_n = _confusion_counts(torch.argmax(logits, dim=1), labels, c, ignore_index, per_image)
+        ious = _iou_percent(inter_n, union_n, empty)
+        return _drop_ignored_class(ious.mean(0) if per_image else ious, ignore_index)
     pred = one_hot(torch.argmax(logits, dim=1), c)  # (B, C, H, W)
     truth = one_hot(labels, c)
     inter = truth & pred
@@ -123,10 +129,39 @@ def iou(
         ious = _iou_percent(_count(inter, (2, 3)), _count(union, (2, 3)), empty).mean(0)
     else:
         ious = _iou_percent(_count(inter, (0, 2, 3)), _count(union, (0, 2, 3)), empty)
+    return _drop_ignored_class(ious, ignore_index)
+
+
+def _drop_ignored_class(ious: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
+    """``ious (C,)`` with the entry of ``ignore_index`` set to 0 where it is a class id."""
+    if ignore_index is None:
+        return ious
+    classes = torch.arange(ious.shape[-1], device=ious.device)
+    return torch.where(classes == ignore_index, torch.zeros_like(ious), ious)
+
+
+def _confusion_counts(
+    pred: torch.Tensor, labels: torch.Tensor, c: int, ignore_index: int | None, per_image: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager form of the per-class counts: ``(inter, union)`` int64, ``(B, C)`` or ``(C,)``.
+
+    One ``bincount`` of ``(image,) label, prediction`` codes over the valid pixels gives the
+    confusion matrix (ignored pixels count in a spare bin), instead of two ``(B, C, H, W)`` one-hot
+    tensors. ``inter`` is its diagonal and ``union = |y = c| + |pred = c, valid| - inter``, which
+    equals the graph's ``|y = c ∨ (pred = c ∧ valid)|`` for every class but ``ignore_index``
+    (whose entry the caller zeroes).
+    """
+    b = labels.shape[0] if per_image else 1
+    code = labels * c + pred
+    if per_image:
+        code = code + torch.arange(b, device=labels.device).reshape(-1, 1, 1) * (c * c)
+    spare = b * c * c
     if ignore_index is not None:
-        classes = torch.arange(c, device=ious.device)
-        ious = torch.where(classes == ignore_index, torch.zeros_like(ious), ious)
-    return ious
+        code = torch.where(labels == ignore_index, spare, code)
+    conf = torch.bincount(code.reshape(-1), minlength=spare + 1)[:spare].reshape(b, c, c)
+    inter = torch.diagonal(conf, dim1=1, dim2=2)
+    union = conf.sum(2) + conf.sum(1) - inter
+    return (inter, union) if per_image else (inter[0], union[0])
 
 
 def confusion(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:

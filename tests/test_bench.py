@@ -12,8 +12,8 @@ import pytest
 
 from lossgraph import bench, catalog, cli
 from lossgraph.export.runner import cuda_usable
-from lossgraph.sources import lovasz as lovasz_sources
-from lossgraph.sources import source_of
+from lossgraph.baselines import lovasz as lovasz_baselines
+from lossgraph.baselines import baseline_of
 
 TINY = {"B": 2, "C": 3, "H": 5, "W": 7}
 
@@ -22,8 +22,9 @@ TINY = {"B": 2, "C": 3, "H": 5, "W": 7}
 @pytest.mark.parametrize("grad", [False, True])
 def test_every_backend_timed_and_agreeing(name, grad, graphs):
     # default parameters: the first case's graphs, shared with the parity tests through ``graphs``
-    r = bench.bench_spec(catalog.get(name), TINY, repeat=2, threads=1, grad=grad, graphs=graphs)
-    assert set(r.timings) == set(bench.BACKENDS)
+    mode = "train" if grad else "forward"
+    r = bench.bench_spec(catalog.get(name), TINY, repeat=2, threads=1, mode=mode, graphs=graphs)
+    assert set(r.timings) == {"torch", "onnx", "reference", "source"} and r.grad == grad and r.mode == mode
     for b, t in r.timings.items():
         assert not t.skipped, b
         assert len(t.times) == 2 and t.median_s == float(np.median(t.times)) and t.first_s > 0
@@ -36,6 +37,53 @@ def test_every_backend_timed_and_agreeing(name, grad, graphs):
     assert r.timings["reference"].jit_s is not None and r.export_s is not None
     assert r.ratio("onnx", "torch") == r.median("onnx") / r.median("torch")
     assert r.dims == TINY and r.dims_from == "given" and r.threads == 1 and r.params == catalog.get(name).params
+    # the peer (kornia's lovasz_softmax_loss: logits, per image, all classes) is timed on the same
+    # inputs; at the catalog defaults (probabilities, present classes, whole batch) the definitions differ
+    assert set(r.peers) == {"kornia"} and len(r.peers["kornia"].times) == 2
+    assert r.peer_ratio("kornia") == r.median("torch") / r.peers["kornia"].median_s
+    assert "definitions differ" in r.peer_notes["kornia"]
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "library"),
+    [
+        ("lovasz_softmax", {"per_image": True, "classes": "all", "from_logits": True}, "kornia"),
+        ("cross_entropy", {}, "torch"),
+        ("dice", {"per_class": True}, "monai"),
+    ],
+)
+def test_peer_column_train_mode_agrees_where_the_definitions_match(name, params, library):
+    """Train mode times forward + backward of ours and of the peer on the same inputs, and says that
+    value and gradient agree (checked here against the peer called directly, not the bench's note)."""
+    import torch
+
+    spec = catalog.get(name)
+    r = bench.bench_spec(spec, TINY, params=params, repeat=1, threads=1, backends=("torch", "peers"))
+    assert r.grad and r.mode == "train" and library in r.peers
+    assert r.peer_notes[library].endswith(")") and "value and gradient agree" in r.peer_notes[library]
+    assert r.fastest_peer() in r.peers and r.peer_ratio(library) > 0
+    # independent check of the claim: the peer's value and gradient against lossgraph's, directly
+    (peer,) = [q for q in bench.peers.peers_of(name) if q.library == library]
+    p = spec.resolve(params)
+    xs = [torch.from_numpy(v) for v in spec.example_inputs(TINY, seed=0, params=p).values()]
+    xs[0].requires_grad_(True)
+    ours = spec.build(**p)(*xs)
+    (g_ours,) = torch.autograd.grad(ours, xs[0])
+    theirs = peer.build(p)(*xs)
+    (g_theirs,) = torch.autograd.grad(theirs, xs[0])
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-4, atol=1e-7)
+    table = bench.format_table([r])
+    assert f"{library} (same)" in table and "(train)" in table
+
+
+def test_forward_mode_and_entries_without_gradient():
+    r = bench.bench_spec(catalog.get("cross_entropy"), TINY, repeat=1, mode="forward", backends=("torch", "peers"))
+    assert not r.grad and r.mode == "forward" and "value agree" in r.peer_notes["torch"]
+    r = bench.bench_spec(catalog.get("iou"), TINY, repeat=1, backends=("torch", "peers"))  # a metric: no backward
+    assert not r.grad and r.mode == "train" and "torchmetrics" in r.peers
+    with pytest.raises(bench.BenchError, match="mode must be one of train, forward"):
+        bench.bench_spec(catalog.get("iou"), TINY, mode="backward")
 
 
 def test_entry_without_bench_dims_falls_back_and_says_so():
@@ -54,18 +102,18 @@ def test_export_dims_cover_every_case():
 
 
 def test_source_discovery_by_mapping():
-    assert source_of("lovasz", "lovasz_softmax") is lovasz_sources.lovasz_softmax
-    assert source_of("lovasz", "lovasz_hinge") is lovasz_sources.lovasz_hinge
-    assert source_of("lovasz", "no_such_loss") is None
-    assert source_of("no_such_family", "x") is None
+    assert baseline_of("lovasz", "lovasz_softmax") is lovasz_baselines.lovasz_softmax
+    assert baseline_of("lovasz", "lovasz_hinge") is lovasz_baselines.lovasz_hinge
+    assert baseline_of("lovasz", "no_such_loss") is None
+    assert baseline_of("no_such_family", "x") is None
 
 
 def test_missing_source_is_reported_not_timed():
     r = bench.bench_spec(catalog.get("sigmoid_focal"), TINY, repeat=1, backends=("torch", "reference", "source"))
     assert r.timings["source"].skipped == "no source formulation" and r.timings["source"].median_s is None
-    assert r.ratio("torch", "source") is None and "onnx" not in r.timings
+    assert r.ratio("torch", "source") is None and "onnx" not in r.timings and r.peers == {}
     table = bench.format_table([r])
-    assert "| sigmoid_focal | defaults | B2×C3×H5×W7 (given) |" in table and "—" in table
+    assert "| sigmoid_focal (train) | defaults | B2×C3×H5×W7 (given) |" in table and "—" in table
 
 
 def test_cuda_provider_fails_clearly_without_cuda():
@@ -92,18 +140,23 @@ def test_peak_memory_sees_an_allocation():
 def test_cli_bench_writes_table_json_and_png(tmp_path, capsys):
     out = tmp_path / "res"
     rc = cli.main(["bench", "lovasz_hinge", "--shape", "B=2,H=4,W=5", "--repeat", "1", "--threads", "1",
-                   "--backends", "torch,reference,source", "--out", str(out)])
+                   "--backends", "torch,reference,source,peers", "--out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "lovasz_hinge B2×H4×W5 [cpu, 1 threads]" in text and "ours/source" in text
+    assert "lovasz_hinge (train) B2×H4×W5 [cpu, 1 threads]" in text and "ours/source" in text
+    assert "ours/kornia" in text and "| ours/peer (definition) |" in text
     md = (out / "results.md").read_text()
-    assert "| loss | params | size | torch ms |" in md and "results.png" in md
+    assert "| loss | params | size | torch ms |" in md and "results.png" in md and "kornia.losses.lovasz_hinge_loss" in md
     data = json.loads((out / "results.json").read_text())
     assert data["results"][0]["name"] == "lovasz_hinge" and data["environment"]["threads"] == 1
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (back,) = bench.load_results(str(out / "results.json"))  # the saved run comes back as Results
     assert back.name == "lovasz_hinge" and back.timings["torch"].median_s == data["results"][0]["timings"]["torch"]["median_s"]
-    assert bench.summary(back).startswith("lovasz_hinge B2×H4×W5 [cpu, 1 threads]")
+    assert back.peers["kornia"].median_s == data["results"][0]["peers"]["kornia"]["median_s"]
+    assert bench.summary(back).startswith("lovasz_hinge (train) B2×H4×W5 [cpu, 1 threads]")
+    assert cli.main(["bench", "lovasz_hinge", "--shape", "B=2,H=4,W=5", "--repeat", "1", "--mode", "forward",
+                     "--backends", "torch,peers", "--out", ""]) == 0
+    assert "lovasz_hinge B2×H4×W5 [cpu" in capsys.readouterr().out
 
 
 def test_cli_bench_errors(capsys):

@@ -15,7 +15,7 @@ from lossgraph import catalog
 from lossgraph import reference as ref
 from lossgraph.catalog.fcos import level_dims
 from lossgraph.export import OnnxLoss, OnnxLossError
-from lossgraph.sources.fcos import fcos_loss
+from lossgraph.baselines.fcos import fcos_loss
 
 SPEC = catalog.get("fcos")
 KEYS = ("cls", "cnt", "reg", "total")

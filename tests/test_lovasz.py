@@ -10,7 +10,7 @@ import torch
 
 import lossgraph as lg
 from lossgraph import reference as ref
-from lossgraph.sources import lovasz as source
+from lossgraph.baselines import lovasz as source
 
 F = lg.functional
 def _probas(shape, rng, logits=False):

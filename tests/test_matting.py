@@ -10,7 +10,7 @@ import lossgraph as lg
 from lossgraph import catalog
 from lossgraph import reference as ref
 from lossgraph.export import OnnxLoss, OnnxLossError
-from lossgraph.sources import matting as src
+from lossgraph.baselines import matting as src
 
 F = lg.functional
 AREA_512 = 512 * 512
@@ -222,17 +222,17 @@ def test_set_options_are_checked():
     assert catalog.get("seg_matting_set").min_sizes() == {}
 
 
-@pytest.mark.parametrize("name", sorted(src.SOURCES))
+@pytest.mark.parametrize("name", sorted(src.BASELINES))
 @pytest.mark.parametrize("area", [None, AREA_512])
-def test_sources_mapping_equals_catalog_module(name, area):
-    """The bench's ``ours/source`` column: each SOURCES entry, called like the functional form with
+def test_baselines_mapping_equals_catalog_module(name, area):
+    """The bench's ``ours/source`` column: each BASELINES entry, called like the functional form with
     the catalog's parameters, gives the module's value (``area=None`` puts H·W in the source's 512²)."""
     spec = catalog.get(name)
     p = spec.resolve({} if name == "laplacian" else {"area": area})
     pred, target, mask = _mattes((3, 1, 64, 70), seed=13)
     target[0] = (target[0] > 0.5).double()  # one segmentation sample for the routed set
     args = (pred, target) if name == "laplacian" else (pred, target, mask)
-    got, want = spec.build(**p)(*args), lg.sources.source_of("matting", name)(*args, **p)
+    got, want = spec.build(**p)(*args), lg.baselines.baseline_of("matting", name)(*args, **p)
     got, want = (got, want) if isinstance(got, dict) else ({name: got}, {name: want})
     assert list(got) == list(want)
     for k in got:

@@ -17,7 +17,7 @@ then, in one process:
    against the float64 reference (the table of ``lossgraph check``); the reference's Numba kernels
    are compiled beforehand in parallel processes, while steps 1-3 run;
 5. bench: ``lossgraph bench --provider cuda --backends torch,onnx`` over the catalog, forward and
-   ``--grad`` (ratios onnx/torch), on the carried graphs.
+   ``--mode train`` (ratios onnx/torch), on the carried graphs.
 
 ``device --provider cpu`` is the dry run of steps 1-5 on a machine without a GPU (tests/test_cuda_run.py).
 Each step writes into ``--out``; a step that fails is recorded and the next one runs.
@@ -405,7 +405,7 @@ def step_bench(names: Sequence[str], graphs: str, provider: str, grad: bool, out
                shape: str | None) -> tuple[str, Any]:
     folder = os.path.join(out, "bench-grad" if grad else "bench")
     cmd = [sys.executable, "-m", "lossgraph.cli", "bench", *names, "--provider", provider, "--backends", "torch,onnx",
-           "--graphs", graphs, "--repeat", str(repeat), "--out", folder] + (["--grad"] if grad else [])
+           "--graphs", graphs, "--repeat", str(repeat), "--out", folder, "--mode", "train" if grad else "forward"]
     cmd += ["--shape", shape] if shape else []
     # run outside the source tree: from its root, `-m` would import the uninstalled lossgraph/ folder
     r = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=out)
@@ -455,7 +455,7 @@ def device(args: argparse.Namespace) -> int:
     report.step("parity", lambda: step_parity(names, cache, args.provider, report))
     for grad in (False, True):
         if report.left() > 0 and not args.no_bench:
-            report.step(f"bench{' --grad' if grad else ''}",
+            report.step(f"bench --mode {'train' if grad else 'forward'}",
                         lambda g=grad: step_bench(names, graphs, args.provider, g, args.out, args.repeat, args.bench_shape))
     ok = all("error" not in v for v in report.data.values() if isinstance(v, dict))
     print(f"wrote {args.out}/report.md, results.json; {time.perf_counter() - report.t0:.0f} s; {'ok' if ok else 'with failures'}")

@@ -150,7 +150,7 @@ def loss_function2(pred, target, mask, seg: Sequence[str], matting: Sequence[str
 
 
 #: catalog name -> source formulation, called like the functional form (``area``: see ``_scale``)
-SOURCES: dict[str, Callable] = {
+BASELINES: dict[str, Callable] = {
     "unknown_l1": unknown_l1_loss,
     "known_l1": known_l1_loss,
     "known_smooth_l1": known_smooth_l1_loss,

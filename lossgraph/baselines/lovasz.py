@@ -107,5 +107,5 @@ def lovasz_softmax(
     return flat(probas, labels)
 
 
-#: catalog name -> source formulation (see ``lossgraph.sources``)
-SOURCES = {"lovasz_hinge": lovasz_hinge, "lovasz_softmax": lovasz_softmax}
+#: catalog name -> source formulation (see ``lossgraph.baselines``)
+BASELINES = {"lovasz_hinge": lovasz_hinge, "lovasz_softmax": lovasz_softmax}
