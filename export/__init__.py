@@ -9,9 +9,9 @@ from typing import Any
 from .bundle import load
 from .evaluate import EvalOptions, evaluate_chunk, evaluate_files, run_header
 from .results import ResultsError, read_results, read_results_file
+from .runner import OnnxLoss, OnnxLossError, cuda_usable
 from .samples import Sample, find_samples
 from .summary import dataset_metrics, summarize
-from .runner import OnnxLoss, OnnxLossError, cuda_usable
 
 __all__ = [
     "EvalOptions", "OnnxLoss", "OnnxLossError", "ResultsError", "Sample", "ValueAndGrad", "cuda_usable", "dataset_metrics",

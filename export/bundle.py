@@ -164,6 +164,7 @@ def write_bundle(
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``manifest.json`` of a graph bundle folder (ResultsError-free: InputError when missing or damaged)."""
     path = os.path.join(os.fspath(directory), MANIFEST)
     try:
         with open(path) as f:

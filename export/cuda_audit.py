@@ -234,6 +234,8 @@ def check_node(node: Any, opsets: Mapping[str, int], types: Mapping[str, str], t
     check = NodeCheck(node.name, domain, node.op_type, None, ins, outs)
     opset = opsets.get(domain)
     try:
+        if opset is None:
+            raise onnx.defs.SchemaError(f"no opset imported for domain {domain!r}")
         schema = onnx.defs.get_schema(node.op_type, opset, domain)
     except onnx.defs.SchemaError:
         schema = None

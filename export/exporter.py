@@ -14,22 +14,22 @@ import json
 import logging
 import os
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
-
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from lossgraph import catalog
-from lossgraph._version import __version__
+from lossgraph._checks import InputError, InputTypeError, check_shapes
 from lossgraph._functional import tracing
+from lossgraph._params import check_class_lists
+from lossgraph._version import __version__
 
 from .runner import METADATA_END
-from lossgraph._checks import InputError, InputTypeError, check_shapes
-from lossgraph._params import check_class_lists
 
 DEFAULT_OPSET = 18
 #: the newest opset the installed onnx defines (onnxruntime 1.31 loads up to 26; OnnxLoss says so)
@@ -54,7 +54,7 @@ class ValueAndGrad(nn.Module):
         grad_index: Sequence[int],
         grad_of: str | None,
         example_args: Sequence[torch.Tensor],
-        guard: "InputGuard | None" = None,
+        guard: InputGuard | None = None,
     ):
         super().__init__()
         names = tuple(output_names)
@@ -75,7 +75,7 @@ class ValueAndGrad(nn.Module):
             return (*outs, *grads)
         safe, factor = self.guard.prepare(inputs)
         grads, (_, outs) = self.joint(*safe)
-        return tuple(InputGuard.apply(o, factor) for o in (*outs, *grads))
+        return tuple(InputGuard.scale(o, factor) for o in (*outs, *grads))
 
 
 class InputGuard(nn.Module):
@@ -108,6 +108,7 @@ class InputGuard(nn.Module):
         flags = []
         for k, (spec, x) in enumerate(zip(self.inputs, xs)):
             if spec.domain == "labels":
+                assert spec.classes is not None  # labels declare their classes (catalog.Input)
                 bad = (x < 0) | (x >= catalog.eval_dims(spec.classes, dims, torch.sym_max))
                 if self.ignore_index is not None:
                     bad = bad & (x != self.ignore_index)
@@ -132,7 +133,7 @@ class InputGuard(nn.Module):
         return xs, torch.where(bad, nan, torch.ones_like(nan))
 
     @staticmethod
-    def apply(out: torch.Tensor, factor: torch.Tensor | None) -> torch.Tensor:
+    def scale(out: torch.Tensor, factor: torch.Tensor | None) -> torch.Tensor:
         """``out · factor`` for a float output (an exact no-op when the factor is 1)."""
         if factor is None or not out.is_floating_point():
             return out
@@ -142,10 +143,10 @@ class InputGuard(nn.Module):
         safe, factor = self.prepare(xs)
         out = self.loss(*safe)
         if isinstance(out, Mapping):
-            return {k: self.apply(v, factor) for k, v in out.items()}
+            return {k: self.scale(v, factor) for k, v in out.items()}
         if isinstance(out, torch.Tensor):
-            return self.apply(out, factor)
-        return tuple(self.apply(v, factor) for v in out)
+            return self.scale(out, factor)
+        return tuple(self.scale(v, factor) for v in out)
 
 
 class _Outputs(nn.Module):

@@ -28,9 +28,8 @@ def _one_thread() -> None:
 def export_graph(name: str, params: Mapping[str, Any], export_dims: Mapping[str, int], with_grad: bool, path: str) -> float:
     """Export catalog loss ``name`` with ``params`` at ``export_dims`` (seeded example inputs) to
     ``path``, dynamic shapes; returns the seconds ``to_onnx`` took."""
-    from lossgraph.export import to_onnx
-
     from lossgraph import catalog
+    from lossgraph.export import to_onnx
 
     spec = catalog.get(name)
     module = spec.build(**params)

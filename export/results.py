@@ -22,7 +22,8 @@ import io
 import json
 import os
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from lossgraph._checks import InputError
 
@@ -38,6 +39,7 @@ class ResultsError(Exception):
 
 
 def results_format(path: str | os.PathLike) -> str:
+    """``"jsonl"`` or ``"csv"`` from the results file's extension; InputError for another."""
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if ext not in FORMATS:
         raise InputError(f"results file must end in {', '.join(FORMATS)}; got {os.fspath(path)!r}")
@@ -96,6 +98,7 @@ def _row_problem(row: Any) -> str | None:
 
 
 def parse_jsonl(path: str, text: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(header, rows)`` of a ``.jsonl`` results file; a damaged line is named by file and line number."""
     header: dict[str, Any] = {}
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
@@ -117,6 +120,7 @@ def parse_jsonl(path: str, text: str) -> tuple[dict[str, Any], list[dict[str, An
 
 
 def parse_csv(path: str, text: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(header, rows)`` of a ``.csv`` results file (one column per output)."""
     reader = csv.reader(io.StringIO(text, newline=""))
     columns = next(reader, None)
     if columns is None:
@@ -234,7 +238,7 @@ class ResultsWriter:
     def close(self) -> None:
         self.f.close()  # closing the descriptor releases the lock
 
-    def __enter__(self) -> "ResultsWriter":
+    def __enter__(self) -> ResultsWriter:
         return self
 
     def __exit__(self, *exc: Any) -> None:

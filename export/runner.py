@@ -9,11 +9,21 @@ import ctypes
 import json
 import os
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from lossgraph._checks import InputError, InputTypeError, check_labels, check_not_empty, check_unit_interval, dtype_kind, fmt_shape, to_numpy
+from lossgraph._checks import (
+    InputError,
+    InputTypeError,
+    check_labels,
+    check_not_empty,
+    check_unit_interval,
+    dtype_kind,
+    fmt_shape,
+    to_numpy,
+)
 from lossgraph._params import check_class_lists
 from lossgraph.catalog import UNIT_DOMAINS, eval_dims
 

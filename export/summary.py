@@ -31,7 +31,8 @@ as ground truth; torchmetrics gives it weight 0 too): it is listed in ``ignored`
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 

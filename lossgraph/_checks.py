@@ -8,7 +8,8 @@ One message format everywhere::
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 Dim = "str | int"
 

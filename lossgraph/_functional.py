@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ClassVar, Iterator
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from ._checks import (
+    InputError,
+    InputTypeError,
+    any_nonfinite,
+    check_choice,
+    check_dtype,
+    check_labels,
+    check_shapes,
+    check_unit_interval,
+    nan_like,
+)
 from ._params import check_params
-from ._checks import any_nonfinite, nan_like
-from ._checks import InputError, InputTypeError, check_choice, check_dtype, check_labels, check_shapes, check_unit_interval
 from ._types import Reduction
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -62,7 +72,9 @@ def reduce(loss: torch.Tensor, reduction: Reduction, fn: str) -> torch.Tensor:
     """
     check_choice(fn, "reduction", reduction, REDUCTIONS)
     if not is_tracing() and reduction != "none":  # eager: torch's own (pairwise) float32 sums
-        return loss.mean() if reduction == "mean" else loss.sum()
+        if reduction == "sum" or loss.numel():
+            return loss.mean() if reduction == "mean" else loss.sum()
+        return loss.sum()  # the mean of nothing: 0 (torch's mean gives NaN)
     if reduction == "mean":
         # a tensor clamp, not sym_max: the exporter assumes sizes >= 2 and would fold sym_max away
         count = torch.scalar_tensor(loss.numel(), dtype=torch.float64, device=loss.device).clamp(min=1)

@@ -5,9 +5,10 @@ Torch-free: it reads ``.shape`` and ``.dtype`` only, like :mod:`lossgraph._check
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from ._checks import check_dtype, check_shapes, fmt_shape, InputError
+from ._checks import InputError, check_dtype, check_shapes, fmt_shape
 
 
 def level_names(prefix: str, levels: int) -> list[str]:

@@ -17,7 +17,6 @@ comes from :func:`atan2` (range reduction + series), which onnxruntime runs on e
 from __future__ import annotations
 
 import math
-
 from typing import Literal
 
 import torch

@@ -7,26 +7,26 @@ fp16/bf16 input.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ._functional import (
     LossModule,
-    is_tracing,
     check_class_list,
     check_segmentation,
     class_weights,
+    is_tracing,
     log_softmax_at_labels,
     reduce,
     safe_div,
     to_acc,
     valid_mask,
 )
+from ._types import Reduction
 from .dice import dice
 from .focal import bce_with_logits
-from ._types import Reduction
 
 
 def binary_xloss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:

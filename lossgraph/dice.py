@@ -10,7 +10,15 @@ import torch
 from ._checks import check_dtype, check_shapes
 from ._eager import SoftmaxDiceSums
 from ._functional import (
-    LossModule, check_segmentation, check_unit, is_tracing, one_hot, safe_div, softmax_c, to_acc, valid_mask,
+    LossModule,
+    check_segmentation,
+    check_unit,
+    is_tracing,
+    one_hot,
+    safe_div,
+    softmax_c,
+    to_acc,
+    valid_mask,
 )
 
 
@@ -73,8 +81,8 @@ def dice(
         den = ((p * p).sum(dims) if squared else p.sum(dims)) + target_sum
     else:  # eager: per-class sums with an analytic backward, no one-hot tensor (lossgraph/_eager.py)
         safe = torch.where(valid[:, 0], labels, torch.zeros_like(labels))
-        m = None if ignore_index is None else valid[:, 0].to(x.dtype)
-        inter, psum = SoftmaxDiceSums.apply(x, safe, m, squared)
+        weights = None if ignore_index is None else valid[:, 0].to(x.dtype)
+        inter, psum = SoftmaxDiceSums.apply(x, safe, weights, squared)
         target_sum = torch.bincount(safe[valid[:, 0]], minlength=c).to(x.dtype)
         if not per_class:
             inter, psum, target_sum = inter.sum(), psum.sum(), target_sum.sum()

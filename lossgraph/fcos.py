@@ -16,11 +16,12 @@ negative locations never reach the loss or its gradient (they are replaced befor
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
-from ._checks import check_choice, InputError
+from ._checks import InputError, check_choice
 from ._functional import LossModule, as_labels, check_unit, to_acc
 from ._levels import check_levels, level_names
 from .boxes import ltrb_iou_loss

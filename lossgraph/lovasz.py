@@ -9,11 +9,11 @@ cumulative counts (exact in float32, unlike ``1 - I/U`` differences).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from ._checks import check_dtype, check_shapes, InputError
+from ._checks import InputError, check_dtype, check_shapes
 from ._functional import LossModule, as_labels, check_unit, is_tracing, safe_div, softmax_c, to_acc
 from ._types import Classes
 

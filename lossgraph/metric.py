@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_dtype, check_shapes, InputTypeError
+from ._checks import InputTypeError, check_choice, check_dtype, check_shapes
 from ._functional import LossModule, as_labels, log_softmax_at_labels, reduce, to_acc
 from ._seeded import seeded_normal
 from ._types import Reduction

@@ -18,8 +18,9 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -127,6 +128,7 @@ def reference_eval(
 
 
 def case_key(spec: Spec, params: Mapping[str, Any], export_dims: Mapping[str, int], with_grad: bool) -> str:
+    """A short stable file key for (loss, params, export dims, with_grad): the graph cache's name."""
     blob = json.dumps([spec.name, dict(params), dict(export_dims), with_grad], sort_keys=True)
     import hashlib
 

@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from lossgraph._checks import check_choice, check_shapes
-from lossgraph._types import ArrayLike, BoxKind, Output, RefResult, Reduction
+from lossgraph._types import ArrayLike, BoxKind, Output, Reduction, RefResult
 
 from ._util import as_f64, reduce
 

@@ -8,15 +8,15 @@ with ``dℓ = -w ((1-p)^γ - γ (1-p)^(γ-1) p log p)``. ``focal`` shares it.
 from __future__ import annotations
 
 import math
-
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numba import njit, prange
 
+from lossgraph._types import ArrayLike, Reduction, RefResult
+
 from ._util import class_table, power, reduce, segmentation_inputs
 from .dice import dice
-from lossgraph._types import ArrayLike, Reduction, RefResult
 
 
 @njit(cache=True, parallel=True)

@@ -13,7 +13,6 @@ subgradients follow torch (``min``/``max`` ties split evenly, ``clamp`` passes a
 from __future__ import annotations
 
 import math
-
 from typing import Literal
 
 import numpy as np

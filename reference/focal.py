@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import math
-
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numba import njit, prange
 
 from lossgraph._checks import check_choice, check_shapes, check_unit_interval
+from lossgraph._types import ArrayLike, Reduction, RefResult
 
 from ._util import as_f64, power, reduce
 from .crossentropy import pixel_losses
-from lossgraph._types import ArrayLike, Reduction, RefResult
 
 
 @njit(cache=True, parallel=True)

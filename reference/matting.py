@@ -13,7 +13,7 @@ on the fly. Both compute the derivative only when asked (``grad=True``).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numba
 import numpy as np

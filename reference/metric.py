@@ -21,11 +21,11 @@ import math
 import numpy as np
 from numba import njit
 
-from lossgraph._checks import check_choice, check_shapes, InputTypeError
+from lossgraph._checks import InputTypeError, check_choice, check_shapes
 from lossgraph._seeded import seeded_normal
+from lossgraph._types import ArrayLike, Reduction, RefResult
 
 from ._util import as_f64, as_labels, check_labels, reduce
-from lossgraph._types import ArrayLike, Reduction, RefResult
 
 SIN2_EPS = 1e-9  # the documented floor of sin²θ (lossgraph.metric.SIN2_EPS)
 NORM_EPS = 1e-12  # the documented norm floor when normalising rows

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._util import parallel_chunks, segmentation_inputs
 from lossgraph._types import ArrayLike
+
+from ._util import parallel_chunks, segmentation_inputs
 
 
 @njit(cache=True, parallel=True)

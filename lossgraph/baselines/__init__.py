@@ -11,7 +11,7 @@ the catalog parameters as keywords). The benchmarks find them with :func:`baseli
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 
 def baseline_of(family: str, name: str) -> Callable | None:

@@ -11,7 +11,7 @@ the batch; ``total = cls + cnt + reg`` with ``add_centerness``, else ``cls + reg
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

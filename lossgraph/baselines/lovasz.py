@@ -13,7 +13,7 @@ indexing, every image and class is sorted separately, and ``lovasz_grad`` takes 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

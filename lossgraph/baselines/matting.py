@@ -11,7 +11,7 @@ it has its own key. An empty mask divides by zero there (inf/NaN); lossgraph giv
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -192,7 +192,7 @@ def set_threads(threads: int | None) -> int:
 
     if threads is not None:
         # Numba first: starting its threading layer resets the OpenMP thread count torch reads
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
         torch.set_num_threads(threads)
     return torch.get_num_threads()
 

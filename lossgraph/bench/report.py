@@ -146,7 +146,7 @@ def plot(results: Sequence[Result], path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(9.0, 0.5 * len(results) + 1.6))
     for k, b in enumerate(series):
-        timed = [(i, median(r, b) * 1e3) for i, r in enumerate(results) if median(r, b)]  # only bars that exist
+        timed = [(i, m * 1e3) for i, r in enumerate(results) if (m := median(r, b))]  # only bars that exist
         if timed:
             rows, vals = zip(*timed)
             at = np.array(rows) + (k - (len(series) - 1) / 2) * height

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class Derived(str):
 
     expr: str
 
-    def __new__(cls, name: str, expr: str) -> "Derived":
+    def __new__(cls, name: str, expr: str) -> Derived:
         obj = super().__new__(cls, name)
         obj.expr = expr
         return obj

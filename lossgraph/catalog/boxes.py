@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 from . import Case, Input, Spec
 
 _ALIGNED_RUN = ({"N": 7, "M": 3}, {"N": 1, "M": 2}, {"N": 40, "M": 1})  # M: for the grid's pairwise sets

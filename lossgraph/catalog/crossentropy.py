@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-
 from . import Case, Spec
 from ._seg import (
-    BINARY_LOGITS_LABELS, CLASS_LIST, EXPORT, EXPORT_BIN, IGNORE, LOGITS_LABELS, RUN, RUN_BIN, RUN_FIXED_C,
-    binary_inputs, edges, seg_inputs,
+    BINARY_LOGITS_LABELS,
+    CLASS_LIST,
+    EXPORT,
+    EXPORT_BIN,
+    IGNORE,
+    LOGITS_LABELS,
+    RUN,
+    RUN_BIN,
+    RUN_FIXED_C,
+    binary_inputs,
+    edges,
+    seg_inputs,
 )
 
 SPECS = [

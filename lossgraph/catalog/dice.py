@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-
 from . import Case, Input, Spec
 from ._inputs import binary, logits
-from ._seg import EXPORT, IGNORE, LOGITS_LABELS, RUN, BCHW, edges, seg_inputs
+from ._seg import BCHW, EXPORT, IGNORE, LOGITS_LABELS, RUN, edges, seg_inputs
 
 _RUN_SOFT = ({"B": 3, "C": 1, "H": 17, "W": 31}, {"B": 1, "C": 1, "H": 1, "W": 1}, {"B": 2, "C": 3, "H": 32, "W": 33})
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from . import Case, Input, Spec
 from ._inputs import binary, logits
 from ._seg import CLASS_LIST, EXPORT, IGNORE, LOGITS_LABELS, RUN, RUN_FIXED_C, edges, seg_inputs

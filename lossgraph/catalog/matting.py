@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 from . import Case, Input, Spec
 from ._inputs import binary, probabilities
 

@@ -3,9 +3,21 @@ confusion counts that dataset-level metrics are summed from."""
 
 from __future__ import annotations
 
-
 from . import Case, Input, Spec
-from ._seg import BCHW, BHW, BINARY_LABELS, EXPORT, EXPORT_BIN, IGNORE, LABELS, RUN, RUN_BIN, binary_inputs, edges, seg_inputs
+from ._seg import (
+    BCHW,
+    BHW,
+    BINARY_LABELS,
+    EXPORT,
+    EXPORT_BIN,
+    IGNORE,
+    LABELS,
+    RUN,
+    RUN_BIN,
+    binary_inputs,
+    edges,
+    seg_inputs,
+)
 
 SPECS = [
     Spec(
