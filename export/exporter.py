@@ -82,7 +82,7 @@ class InputGuard(nn.Module):
     """A loss whose every float output turns NaN (value and gradient) when an input is out of its
     domain: a label outside ``[0, classes)`` other than ``ignore_index``, a non-differentiable bounded
     input (0/1 targets, masks in ``[0, 1]``, centerness in ``[0, 1]`` or -1) outside its range, or a
-    NaN or inf in any float input (also where the loss masks it out, as in eager torch).
+    NaN or inf in a prediction (also where the loss masks it out, as in eager torch).
 
     A graph cannot raise, and torch and the reference raise on these inputs: this keeps every runtime
     from turning them into a finite, believable number. ``OnnxLoss`` checks the same domains from the
@@ -122,7 +122,7 @@ class InputGuard(nn.Module):
                 bad = None
             if bad is not None:
                 flags.append(bad.any())
-            if x.is_floating_point():  # a NaN or inf anywhere (masked out or not): NaN, as in eager
+            if spec.grad:  # a NaN or inf in a prediction (masked out or not): NaN, as in eager
                 flags.append(~torch.isfinite(x).all())
         if not flags:
             return xs, None

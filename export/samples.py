@@ -117,6 +117,8 @@ def npz_files(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list[
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     found: dict[str, str] = {}
+    real: set[str] = set()  # real paths taken so far (one per file, however many sources reach it)
+    keys: dict[str, str] = {}  # key -> path
     for src in [os.fspath(x) for x in sources]:
         if os.path.isdir(src):
             base, hits = src, [p for p in walk(src) if p.endswith(".npz")]
@@ -132,16 +134,17 @@ def npz_files(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list[
             raise FileNotFoundError(f"no such file or directory: {src}")
         if not hits:
             raise FileNotFoundError(f"no .npz files in {src}" if os.path.isdir(src) else f"no files match {src}")
-        real = {os.path.realpath(p) for p in found}
-        keys = {k: p for p, k in found.items()}
         for p in hits:
             key = _rel(p, base)
-            if os.path.realpath(p) in real:
+            rp = os.path.realpath(p)
+            if rp in real:
                 continue
             if key in keys:
                 raise InputError(f"{keys[key]} and {p} have the same key {key!r} (the path relative to their "
                                  f"folder): give their common parent folder instead, or evaluate them separately")
-            found[p] = keys[key] = key
+            found[p] = key
+            keys[key] = p
+            real.add(rp)
     return sorted(found.items(), key=lambda item: item[1])
 
 

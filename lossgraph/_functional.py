@@ -124,10 +124,14 @@ class LossModule(nn.Module):
         self._params = params
 
     def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
-        """``forward``, with every output NaN when a float input holds a NaN or inf (eager; in a graph
-        the exporter's ``InputGuard`` does the same with graph ops)."""
+        """``forward``, with every output NaN when a prediction (a differentiable input) holds a NaN or
+        inf (eager; in a graph the exporter's ``InputGuard`` does the same with graph ops)."""
         out = super().__call__(*inputs, **kwargs)
-        if is_tracing() or not any_nonfinite(inputs):
+        if is_tracing():
+            return out
+        from . import catalog
+
+        if not any_nonfinite(catalog.get(self.name).predictions(inputs, self._params)):
             return out
         return nan_like(out)
 

@@ -127,6 +127,8 @@ def class_ids() -> Rule:
     def check(fn: str, name: str, v: Any) -> None:
         if v in ("present", "all"):
             return
+        if isinstance(v, str):
+            raise _value_error(fn, name, what, v)
         if not isinstance(v, (list, tuple)) or not v or not all(_is_int(x) for x in v):
             raise _type_error(fn, name, what, v)
         if min(v) < 0:
@@ -156,7 +158,7 @@ RULES: dict[str, Rule] = {
     "classes": class_ids(),
     "easy_margin": boolean(),
     "empty": number(),
-    "eps": number(0, lo_open=True),
+    "eps": number(0),
     "feat_dim": number(1, integer=True),
     "from_logits": boolean(),
     "gamma": number(0),
@@ -205,7 +207,7 @@ def check_params(fn: str, params: Mapping[str, Any]) -> None:
 def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a functional or reference loss: its parameters (the arguments that have a rule and are
     not arrays) are checked on every call, with the same messages as ``spec.build()``, and a NaN or
-    inf in a float input makes every output NaN (as :class:`~lossgraph._functional.LossModule` and
+    inf in a prediction (a differentiable input) makes every output NaN (as :class:`~lossgraph._functional.LossModule` and
     the graphs' ``InputGuard`` do)."""
     sig = inspect.signature(fn)
     names = [n for n in sig.parameters if n in RULES]
@@ -213,12 +215,20 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         given = sig.bind_partial(*args, **kwargs).arguments
-        check_params(fn.__name__, {n: given[n] for n in names if n in given and not hasattr(given[n], "shape")})
+        params = {n: given[n] for n in names if n in given and not hasattr(given[n], "shape")}
+        check_params(fn.__name__, params)
         out = fn(*args, **kwargs)
-        if not any_nonfinite(given.values()):
+        arrays: list[Any] = []  # the inputs, in input order (FCOS takes them as *inputs)
+        for n, p in sig.parameters.items():
+            if n in params or n == "grad" or n not in given:
+                continue
+            arrays.extend(given[n] if p.kind is p.VAR_POSITIONAL else [given[n]])
+        from lossgraph import catalog  # the catalog imports this module
+
+        if not any_nonfinite(catalog.get(fn.__name__).predictions(arrays, params)):
             return out
-        # a NaN or inf in any float input makes the value NaN (never a finite number from it, even
-        # where the input is masked out: an ignored pixel, a negative FCOS location, a term not taken)
+        # a NaN or inf in a prediction makes the value NaN (never a finite number from it, even where
+        # the loss masks it out: an ignored pixel, a negative FCOS location, a term not taken)
         if kwargs.get("grad"):
             return nan_like(out[0]), out[1]
         return nan_like(out)

@@ -108,7 +108,7 @@ def _confusion_counts(x, labels, ignore, use_ignore, chunks):
     return parts.sum(axis=0), broken.any()
 
 
-def confusion(logits, labels, ignore_index: int | None = None):
+def confusion(logits: ArrayLike, labels: ArrayLike, ignore_index: int | None = None) -> np.ndarray:
     """Confusion counts ``M[i, j]`` = pixels with label i and ``argmax(logits, 1) = j``, float64
     ``(C, C)``; logits (B, C, H, W), labels (B, H, W); pixels labelled ``ignore_index`` not counted."""
     x, lab, _, _ = segmentation_inputs("confusion", "logits", logits, labels, ignore_index, float32_ok=True)

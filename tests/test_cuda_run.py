@@ -66,7 +66,7 @@ def test_gpu_run_dry_run_on_cpu(name, graphs, tmp_path):
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     installed = results["environment"]["lossgraph_file"]
     assert installed.startswith(str(stage / "site")) and (stage / "site" / "lossgraph" / "export" / "cuda_kernels.json").is_file()
-    assert set(results) == {"environment", "kernel registry", "placement", "reference JIT", "parity", "bench", "bench --grad"}
+    assert set(results) == {"environment", "kernel registry", "placement", "reference JIT", "parity", "bench --mode forward", "bench --mode train"}
     assert set(results["reference JIT"]) == {name}
     assert all("error" not in v for v in results.values() if isinstance(v, dict)), r.stdout[-4000:]
     # placement: every graph ran, every node on the asked provider

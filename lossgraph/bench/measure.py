@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from lossgraph._checks import InputError
 
-class BenchError(ValueError):
+
+class BenchError(InputError):
     """A benchmark that cannot run as asked (e.g. CUDA requested where there is none)."""
 
 

@@ -191,6 +191,11 @@ class Spec:
         p = self.resolve(params)
         return dict(self.min_dims(p) if callable(self.min_dims) else self.min_dims)
 
+    def predictions(self, arrays: Sequence[Any], params: Mapping[str, Any] | None = None) -> list[Any]:
+        """The differentiable inputs among ``arrays`` (given in input order): the ones whose NaN or inf
+        makes the loss NaN. Targets are left out (FCOS regression targets may be anything at negatives)."""
+        return [x for x, i in zip(arrays, self.input_specs(params)) if i.grad]
+
     def grad_inputs(self, params: Mapping[str, Any] | None = None) -> tuple[str, ...]:
         return tuple(i.name for i in self.input_specs(params) if i.grad)
 
