@@ -129,9 +129,9 @@ def class_ids() -> Rule:
             return
         if isinstance(v, str):
             raise _value_error(fn, name, what, v)
-        if not isinstance(v, (list, tuple)) or not v or not all(_is_int(x) for x in v):
+        if not isinstance(v, (list, tuple)) or not all(_is_int(x) for x in v):
             raise _type_error(fn, name, what, v)
-        if min(v) < 0:
+        if not v or min(v) < 0:
             raise _value_error(fn, name, what, v)
 
     return Rule(what, check)
@@ -218,14 +218,21 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
         params = {n: given[n] for n in names if n in given and not hasattr(given[n], "shape")}
         check_params(fn.__name__, params)
         out = fn(*args, **kwargs)
-        arrays: list[Any] = []  # the inputs, in input order (FCOS takes them as *inputs)
+        from lossgraph import catalog  # the catalog imports this module
+
+        spec = catalog.get(fn.__name__)
+        grads = set(spec.grad_inputs(params))
+        predictions: list[Any] = []
         for n, p in sig.parameters.items():
             if n in params or n == "grad" or n not in given:
                 continue
-            arrays.extend(given[n] if p.kind is p.VAR_POSITIONAL else [given[n]])
-        from lossgraph import catalog  # the catalog imports this module
-
-        if not any_nonfinite(catalog.get(fn.__name__).predictions(arrays, params)):
+            if p.kind is p.VAR_POSITIONAL:  # the reference FCOS: every input, in input order
+                predictions.extend(spec.predictions(given[n], params))
+            elif isinstance(given[n], (list, tuple)):  # torch FCOS: the levels of a prediction
+                predictions.extend(given[n])
+            elif n in grads:
+                predictions.append(given[n])
+        if not any_nonfinite(predictions):
             return out
         # a NaN or inf in a prediction makes the value NaN (never a finite number from it, even where
         # the loss masks it out: an ignored pixel, a negative FCOS location, a term not taken)
