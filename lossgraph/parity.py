@@ -78,9 +78,13 @@ def compare(actual: Any, expected: Any, rtol: float, atol: float) -> tuple[float
 
 
 def grad_tolerance(spec: Spec, grads: Mapping[str, np.ndarray]) -> float:
-    """Absolute gradient tolerance: ``grad_rtol`` of the largest gradient entry (DESIGN.md)."""
+    """Absolute gradient tolerance: ``grad_rtol`` of the largest gradient entry (DESIGN.md), plus
+    1e-7, float32's resolution of the unit-scale probabilities the gradients are made of: with a
+    saturated softmax (logits x30 or x1e4) every gradient entry is below 1e-5 and float32 rounding
+    leaves up to 8e-9 (measured: Lovász-Softmax from logits, torch and onnxruntime, in the fuzz
+    test), which ``grad_rtol`` of so small a peak would call a failure."""
     peak = max((float(np.abs(g).max()) for g in grads.values() if g.size), default=0.0)
-    return spec.grad_rtol * peak + 1e-12
+    return spec.grad_rtol * peak + 1e-7
 
 
 # --- evaluation in each framework ------------------------------------------------------------------
