@@ -185,6 +185,12 @@ def nan_like(out: Any) -> Any:
     return float("nan") if isinstance(out, float) else out
 
 
+def check_label_dtype(fn: str, name: str, x: Any, allow_float: bool = False, noun: str = "tensor") -> None:
+    """Class ids: an integer dtype, or with ``allow_float`` also a float one (whole values checked later)."""
+    check_dtype(fn, name, x, "if" if allow_float else "i",
+                f"an integer or 0/1 float {noun}" if allow_float else f"an integer {noun}")
+
+
 def check_labels(fn: str, name: str, labels: Any, num_classes: Any, ignore_index: int | None,
                  allow_float: bool = False) -> None:
     """Class ids: any integer dtype (uint8 PNG masks included), or with ``allow_float`` a float array
@@ -196,8 +202,7 @@ def check_labels(fn: str, name: str, labels: Any, num_classes: Any, ignore_index
         InputTypeError: another dtype.
         InputError: a value out of range, or a non-integral float, with the range of the values given.
     """
-    check_dtype(fn, name, labels, "if" if allow_float else "i",
-                "an integer or 0/1 float tensor" if allow_float else "an integer tensor")
+    check_label_dtype(fn, name, labels, allow_float)
     if labels.shape and 0 in tuple(labels.shape):
         return
     if dtype_kind(labels.dtype) == "f":

@@ -15,6 +15,7 @@ from ._checks import (
     any_nonfinite,
     check_choice,
     check_dtype,
+    check_label_dtype,
     check_labels,
     check_shapes,
     check_unit_interval,
@@ -97,8 +98,7 @@ def as_labels(
     float tensor holding whole values (binary 0/1 targets). In eager mode the values must lie in
     ``[0, num_classes)`` or equal ``ignore_index`` (:func:`lossgraph._checks.check_labels`); while
     exporting, the graph's label guard turns an out-of-range label into NaN instead."""
-    check_dtype(fn, name, labels, "if" if allow_float else "i",
-                "an integer or 0/1 float tensor" if allow_float else "an integer tensor")
+    check_label_dtype(fn, name, labels, allow_float)
     if is_tracing():
         return labels.long()
     if labels.is_floating_point():  # whole values checked before the cast would truncate them
@@ -180,8 +180,7 @@ def check_segmentation(
     ``allow_float`` accepts float labels holding whole values (binary targets).
     """
     check_dtype(fn, name, pred, "f", "a float tensor")
-    check_dtype(fn, "labels", labels, "if" if allow_float else "i",
-                "an integer or 0/1 float tensor" if allow_float else "an integer tensor")
+    check_label_dtype(fn, "labels", labels, allow_float)
     if num_classes is None:
         check_shapes(fn, [(name, pred, ("B", "C", "H", "W")), ("labels", labels, ("B", "H", "W"))])
         num_classes = pred.shape[1]

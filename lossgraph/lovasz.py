@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ._checks import InputError, check_dtype, check_shapes
+from ._checks import InputError, check_dtype, check_label_dtype, check_shapes
 from ._functional import LossModule, as_labels, check_unit, is_tracing, safe_div, softmax_c, to_acc
 from ._types import Classes
 
@@ -163,7 +163,7 @@ def lovasz_hinge(
     """
     fn = "lovasz_hinge"
     check_dtype(fn, "logits", logits, "f", "a float tensor")
-    check_dtype(fn, "labels", labels, "if", "an integer or 0/1 float tensor")
+    check_label_dtype(fn, "labels", labels, allow_float=True)
     check_shapes(fn, [("logits", logits, ("B", "H", "W")), ("labels", labels, ("B", "H", "W"))])
     labels = as_labels(fn, "labels", labels, 2, ignore_index, allow_float=True)
     x = to_acc(logits)

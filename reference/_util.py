@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from lossgraph._checks import InputError, InputTypeError, check_dtype, check_shapes, check_whole, to_numpy
+from lossgraph._checks import InputError, InputTypeError, check_dtype, check_label_dtype, check_shapes, check_whole, to_numpy
 from lossgraph._checks import check_labels as shared_check_labels
 from lossgraph._types import Reduction
 
@@ -34,8 +34,7 @@ def as_labels(fn: str, name: str, x: Any, allow_float: bool = False) -> np.ndarr
     """Validate class ids (any integer dtype; with ``allow_float`` whole-valued floats, for binary
     targets) and return them as contiguous int64. The range is checked by :func:`check_labels`."""
     x = to_numpy(x)
-    check_dtype(fn, name, x, "if" if allow_float else "i",
-                "an integer or 0/1 float array" if allow_float else "an integer array")
+    check_label_dtype(fn, name, x, allow_float, noun="array")
     if x.dtype.kind == "f":
         check_whole(fn, name, x)
     return np.ascontiguousarray(x, dtype=np.int64)
