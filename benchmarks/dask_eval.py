@@ -1,8 +1,9 @@
 """Files per second of ``evaluate_files`` on a Dask LocalCluster (1 and 2 worker processes) against the
 in-process run, for a heavy graph (Lovász-Softmax, 1x21x256x256 per file), a medium one (sigmoid focal,
 2x5x128x128) and a light one (sigmoid focal, 2x5x32x32 per file); ratios from one run (medians of
-interleaved rounds, so a load that drifts skews them alike). The clusters are measured without the
-small-sample fallback (``LOCAL_MIN_SECONDS``), then with it ("--workers 2": what the tool does). Also
+interleaved rounds, so a load that drifts skews them alike). "1 thread" is the in-process run on one
+intra-op thread: what onnxruntime's own threads give. The clusters are measured without the
+in-process fallback (``LOCAL_BUSY``), then with it ("--workers 2": what the tool does). Also
 Dask's own cost per task, which ``TASK_SECONDS`` (the work per chunk) must dwarf.
 
     python benchmarks/dask_eval.py [--heavy N] [--medium N] [--light N] [--rounds R] [--dir DIR]
@@ -15,6 +16,7 @@ show the overhead of the distributed run better than files/s.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 import time
@@ -77,6 +79,15 @@ def measure(graph: str, root: str, client=None) -> tuple[float, float, int]:
     return len(rows) / wall, cpu / len(rows), len(rows)
 
 
+def _one_thread():
+    """Session options of an in-process run on one intra-op thread (how much onnxruntime's threads give)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return opts
+
+
 def task_cost(graph: str, client, n: int = 300) -> tuple[float, float]:
     """Wall and CPU seconds (client, scheduler and workers) per task of an empty chunk: Dask's own cost."""
     from distributed import wait
@@ -108,7 +119,7 @@ def main() -> None:
             for k, (n, dims) in CASES.items() if counts[k] > 0}
     print(f"cores {len(os.sched_getaffinity(0))}, load average before {load()}")
 
-    fallback = dd.LOCAL_MIN_SECONDS
+    fallback = dd.LOCAL_BUSY
     t0 = time.perf_counter()
     with dd.open_client(workers=1) as one, dd.open_client(workers=2) as two:
         print(f"two LocalClusters started in {time.perf_counter() - t0:.1f} s")
@@ -119,23 +130,25 @@ def main() -> None:
             runs: dict[str, list[tuple[float, float]]] = {}
             per_sample = []
             for _ in range(args.rounds):
-                for name, client, floor in (("in-process", None, fallback), ("1 worker", one, 0.0), ("2 workers", two, 0.0),
+                for name, client, floor in (("in-process", None, fallback), ("1 thread", None, fallback), ("1 worker", one, math.inf), ("2 workers", two, math.inf),
                                             ("--workers 2", two, fallback)):
-                    dd.LOCAL_MIN_SECONDS = floor  # 0: the cluster itself; the default: what the tool does
-                    rate, cpu, _ = measure(graph, root, client)
+                    dd.LOCAL_BUSY = floor  # inf: the cluster itself; the default: what the tool does
+                    model = graph if name != "1 thread" else dd.OnnxLoss(graph, providers="cpu", sess_options=_one_thread())
+                    rate, cpu, _ = measure(model, root, client)
                     runs.setdefault(name, []).append((rate, cpu))
                     if client is None:
                         per_sample.append(measure.sample_seconds)
-            dd.LOCAL_MIN_SECONDS = fallback
+            dd.LOCAL_BUSY = fallback
             med = {k: (float(np.median([r for r, _ in v])), float(np.median([c for _, c in v]))) for k, v in runs.items()}
             here, here_cpu = med["in-process"]
             line = [(f"{kind:6s} {CASES[kind][0]} {n} files, {1e3 * float(np.median(per_sample)):.2f} ms per sample: "
                      f"in-process {here:8.1f} files/s, {1e3 * here_cpu:.2f} ms CPU/file")]
-            for name in ("1 worker", "2 workers", "--workers 2"):
+            line[0] += f" ({here * here_cpu / len(os.sched_getaffinity(0)):.0%} of the cores busy)"
+            for name in ("1 thread", "1 worker", "2 workers", "--workers 2"):
                 rate, cpu = med[name]
                 line.append(f"{name:11s} {rate:8.1f} files/s = {rate / here:.2f}x, CPU/file {cpu / here_cpu:.2f}x")
-            print(";\n    ".join(line) + f"  (medians of {args.rounds}; '--workers 2' stays in-process below "
-                  f"{1e3 * fallback:g} ms per sample)", flush=True)
+            print(";\n    ".join(line) + f"  (medians of {args.rounds}; '--workers 2' stays in-process when that "
+                  f"keeps {100 * fallback:g}% of the cores busy)", flush=True)
     print(f"load average after {load()}")
 
 

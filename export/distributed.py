@@ -26,9 +26,12 @@ How the work is cut and run:
   are then rerun one per task, one at a time with nothing else running, and a sample that kills its
   worker again becomes a failed row. Other errors of a task (the graph does not load on the workers)
   stop the run.
-- **Small samples on a LocalCluster** (whose workers share this machine's cores) stay in the client
-  process when the first :data:`PROBE` samples take under :data:`LOCAL_MIN_SECONDS` each (median);
-  a warning says so. An existing cluster is always used.
+- **On a LocalCluster** (whose workers share this machine's cores) the run stays in the client process
+  when that process alone already keeps the cores busy: the first samples (at least :data:`PROBE`, and
+  :data:`PROBE_SECONDS` of work) are evaluated here, and if their CPU seconds per wall second reach
+  :data:`LOCAL_BUSY` of the cores (onnxruntime's intra-op threads scale the graph), local workers
+  could only share the same cores and pay for the transfers; a warning says so. An existing cluster
+  is always used.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import logging
 import math
 import os
 import threading
+import time
 import uuid
 import warnings
 from collections import deque
@@ -57,13 +61,18 @@ from .samples import Sample
 TASK_SECONDS = 0.5
 #: chunks per worker thread of the remaining work at most (keeps the tail balanced)
 SPREAD = 4
-#: on a LocalCluster, samples faster than this stay in the client process. benchmarks/dask_eval.py on
-#: 2 cores: 2 local workers ran 8 ms samples at 0.82-0.88x the in-process rate, 1 s samples at 1.1-1.4x
-LOCAL_MIN_SECONDS = 0.02
+#: on a LocalCluster, the run stays in the client process when the probe kept this share of the cores
+#: busy (CPU seconds / wall seconds / cores). benchmarks/dask_eval.py on 2 idle cores: the in-process run
+#: kept 0.99 (sigmoid focal 2x5x128x128) and 0.95 (Lovász-Softmax 1x21x256x256) of them busy, where 2
+#: local workers gave 0.76x and 1.06x its rate; 0.62 (sigmoid focal 2x5x32x32), where they gave 1.17x.
+#: ``math.inf``: always the cluster; 0: never.
+LOCAL_BUSY = 0.8
 #: seconds to wait for an existing scheduler to answer
 CONNECT_SECONDS = 20
-#: samples timed in the client process before a LocalCluster run decides (their median decides)
+#: samples evaluated in the client process before a LocalCluster run decides (at least), ...
 PROBE = 3
+#: ... and seconds of their work (the first sample, which warms the session up, is not timed)
+PROBE_SECONDS = 0.25
 
 _log = logging.getLogger(__name__)
 
@@ -203,27 +212,34 @@ def dask_rows(client: Any, model: Any, run: OnnxLoss, samples: Sequence[Sample],
     ``model`` and ``run`` are the graph as given and its session in this process (which picks the
     providers); with ``by_path`` the workers open the model's path instead of receiving its bytes.
 
-    On a ``LocalCluster``, the first :data:`PROBE` samples are evaluated here, one by one (their rows
-    count); unless most of them take :data:`LOCAL_MIN_SECONDS` or more, the whole run stays in this
-    process (a local cluster shares these cores and costs more than it gives on such samples) and a
-    warning says so.
+    On a ``LocalCluster``, the first samples are evaluated here, one by one (their rows count): at least
+    :data:`PROBE` of them and :data:`PROBE_SECONDS` of work. When this process kept :data:`LOCAL_BUSY` of
+    the machine's cores busy meanwhile, the whole run stays here (local workers would share the same
+    cores) and a warning says so.
     """
-    probed: list[float] = []
-    if is_local(client) and LOCAL_MIN_SECONDS > 0:
-        for s in samples[:PROBE]:
+    probed = 0
+    if is_local(client) and LOCAL_BUSY < math.inf:
+        cpu = wall = 0.0
+        for s in samples:
+            c0, t0 = time.process_time(), time.perf_counter()
             row = evaluate_sample(run, s, options)
-            probed.append(row["seconds"])
+            if probed:  # the first run of a session warms it up (allocations, one thread)
+                cpu, wall = cpu + time.process_time() - c0, wall + time.perf_counter() - t0
+            probed += 1
             yield row
-            if sum(t >= LOCAL_MIN_SECONDS for t in probed) > PROBE // 2:
+            if probed > PROBE and wall >= PROBE_SECONDS:
                 break
-        else:
-            if len(probed) < len(samples):
-                _log.warning("eval: samples take %.2g ms each, less than the %.2g ms where a local Dask cluster pays "
-                             "off (benchmarks/dask_eval.py): evaluating in this process",
-                             1e3 * sorted(probed)[len(probed) // 2], 1e3 * LOCAL_MIN_SECONDS)
-            yield from (evaluate_sample(run, s, options) for s in samples[len(probed):])
+        if probed == len(samples):
             return
-    yield from _cluster_rows(client, graph_for(model, run, by_path), samples[len(probed):], options)
+        cores = _cores()
+        busy = cpu / wall / cores if wall > 0 else math.inf
+        if busy >= LOCAL_BUSY:
+            _log.warning("eval: this process alone keeps %.2g of the %d cores busy (%.0f%% of them, over %d samples), "
+                         "%.0f%% or more is where a local Dask cluster does not pay off (benchmarks/dask_eval.py): "
+                         "evaluating in this process", busy * cores, cores, 100 * busy, probed - 1, 100 * LOCAL_BUSY)
+            yield from (evaluate_sample(run, s, options) for s in samples[probed:])
+            return
+    yield from _cluster_rows(client, graph_for(model, run, by_path), samples[probed:], options)
 
 
 def _cluster_rows(client: Any, graph: Graph, samples: Sequence[Sample], options: EvalOptions) -> Iterator[dict[str, Any]]:

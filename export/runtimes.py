@@ -12,7 +12,8 @@ Torch-free. Each adapter loads a ``.onnx`` file and its ``run(**inputs)`` takes 
   entries along the axis, and fails on the Lovász graphs.
 * ``tract`` — Sonos' Rust engine (``pip install lossgraph[tract]``). It takes the graph without the
   exporter's ``value_info`` (its symbolic shapes conflict with concrete input facts) and is analysed
-  and optimised once per set of input shapes.
+  and optimised once per set of input shapes, in a child process: a panic in tract aborts the process
+  it runs in, and becomes the error of that graph instead.
 
     >>> from lossgraph.export.runtimes import load          # doctest: +SKIP
     >>> load("lovasz.onnx", "openvino").run(probas=p, labels=y)["loss"]   # doctest: +SKIP
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -124,13 +125,97 @@ class OnnxReferenceGraph:
 _TRACT_TYPES = {"float32": "f32", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "bool", "float16": "f16"}
 
 
+def _tract_plan(tract: Any, path: str, dtypes: Mapping[str, str], shapes: Sequence[tuple[int, ...]]) -> Any:
+    """The runnable tract model of ``path`` for concrete input ``shapes`` (analysed and optimised)."""
+    model = tract.onnx().load(path)
+    for k, (shape, dtype) in enumerate(zip(shapes, dtypes.values())):
+        dims = ",".join(str(d) for d in shape)
+        model.set_input_fact(k, f"{dims},{_TRACT_TYPES[dtype]}" if dims else _TRACT_TYPES[dtype])
+    return model.into_model().into_runnable()
+
+
+def _tract_serve(read_fd: int, write_fd: int) -> None:
+    """The tract process: answers ``(path, dtypes, arrays)`` with ``(True, outputs)`` or ``(False, error)``.
+
+    Plans are kept for the last graph only (a check runs one graph at a time)."""
+    from multiprocessing.connection import Connection
+
+    import tract
+
+    recv, send = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    plans: dict[tuple, Any] = {}
+    while True:
+        try:
+            path, dtypes, arrays = recv.recv()
+        except EOFError:  # the parent went away
+            return
+        key = (path, *(a.shape for a in arrays))
+        try:
+            if key not in plans:
+                plans = {k: v for k, v in plans.items() if k[0] == path}
+                plans[key] = _tract_plan(tract, path, dtypes, [a.shape for a in arrays])
+            send.send((True, [np.asarray(v.to_numpy()) for v in plans[key].run(arrays)]))
+        except Exception as e:  # tract's errors travel back as text
+            send.send((False, f"{type(e).__name__}: {e}"))
+
+
+class _TractProcess:
+    """One child process that runs tract, restarted after it dies: a panic in tract aborts the process
+    it runs in (seen with negative ``Pad`` pads), which must not take ``lossgraph check`` with it.
+
+    A plain ``python -c`` child over two pipes (not multiprocessing's spawn, which would re-run the
+    caller's ``__main__``)."""
+
+    def __init__(self) -> None:
+        self.proc: Any = None
+
+    def _start(self) -> None:
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+
+        to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
+        code = f"from lossgraph.export.runtimes import _tract_serve; _tract_serve({to_child}, {from_child})"
+        self.stderr = tempfile.TemporaryFile()  # the panic message, for the error
+        self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL,
+                                     stderr=self.stderr, env={**os.environ, "RUST_BACKTRACE": "0"})
+        os.close(to_child)
+        os.close(from_child)
+        self.send, self.recv = Connection(from_parent, readable=False), Connection(to_parent, writable=False)
+
+    def call(self, path: str, dtypes: Mapping[str, str], arrays: list[np.ndarray]) -> list[np.ndarray]:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        try:
+            self.send.send((path, dict(dtypes), arrays))
+            ok, payload = self.recv.recv()
+        except (EOFError, OSError):
+            code = self.proc.wait(10)
+            self.send.close()
+            self.recv.close()
+            self.proc = None
+            self.stderr.seek(0)
+            lines = self.stderr.read().decode(errors="replace").splitlines()
+            self.stderr.close()
+            said = [lines[i + 1].strip() for i, line in enumerate(lines[:-1]) if " panicked at " in line]
+            raise RuntimeError(f"tract aborted its process (exit code {code}), panic: {said[0] if said else 'no message'}") from None
+        if not ok:
+            raise RuntimeError(payload)
+        return payload
+
+
+_TRACT = _TractProcess()
+
+
 class TractGraph:
-    """tract: the graph without ``value_info``, typed, optimised and made runnable per input shapes."""
+    """tract: the graph without ``value_info``, typed, optimised and made runnable per input shapes, in a
+    child process (a panic in tract aborts its process; here it becomes an error of this graph)."""
 
     def __init__(self, path: str, providers: str = "cpu") -> None:
         import onnx
 
-        self.tract = _import("tract", "tract")
+        _import("tract", "tract")
         model = onnx.load(path)
         self.dtypes = _input_dtypes(model)
         self.names = [o.name for o in model.graph.output]
@@ -138,26 +223,15 @@ class TractGraph:
         fd, self.path = tempfile.mkstemp(suffix=".onnx", prefix="lossgraph-tract-")
         with os.fdopen(fd, "wb") as f:
             f.write(model.SerializeToString())
-        self.plans: dict[tuple, Any] = {}
 
     def __del__(self) -> None:
         if getattr(self, "path", None) and os.path.exists(self.path):
             os.unlink(self.path)
 
-    def _plan(self, feeds: Mapping[str, np.ndarray]) -> Any:
-        key = tuple(feeds[k].shape for k in self.dtypes)
-        if key not in self.plans:
-            model = self.tract.onnx().load(self.path)
-            for k, (name, dtype) in enumerate(self.dtypes.items()):
-                dims = ",".join(str(d) for d in feeds[name].shape)
-                model.set_input_fact(k, f"{dims},{_TRACT_TYPES[dtype.name]}" if dims else _TRACT_TYPES[dtype.name])
-            self.plans[key] = model.into_model().into_runnable()
-        return self.plans[key]
-
     def run(self, **feeds: Any) -> dict[str, np.ndarray]:
         arrays = _cast(feeds, self.dtypes)
-        outs = self._plan(arrays).run([arrays[k] for k in self.dtypes])
-        return {k: np.asarray(v.to_numpy()) for k, v in zip(self.names, outs)}
+        outs = _TRACT.call(self.path, {k: d.name for k, d in self.dtypes.items()}, [arrays[k] for k in self.dtypes])
+        return dict(zip(self.names, outs))
 
 
 #: graphs a runtime gets wrong or refuses, ``(runtime, loss, "value" | "gradient") -> cause``: the
@@ -184,6 +258,7 @@ REPRODUCERS: tuple[tuple[str, str, str], ...] = (
     ("logsoftmax_underflow", "onnx-reference", "onnx 1.23 ReferenceEvaluator computes LogSoftmax as log(softmax): -inf below ~-103"),
     ("constantofshape_default_dtype", "tract", "tract 0.23.9 types a ConstantOfShape without value as float64 (spec: float32 0)"),
     ("pad_negative", "onnx-reference", "onnx 1.23 ReferenceEvaluator rejects Pad with negative pads (a crop)"),
+    ("pad_negative", "tract", "tract 0.23.9 panics on Pad with negative pads (a crop) and aborts its process"),
 )
 
 _ADAPTERS = {

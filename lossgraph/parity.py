@@ -320,6 +320,7 @@ def check_case(
     cache = cache or GraphCache()
     params = spec.resolve(case.params)
     value_path = cache.get(spec, params, case.export_dims, False)
+    with_grad = with_grad and bool(spec.grad_inputs(params))  # metrics have no gradient graph: "-" in the matrix
     grad_path = cache.get(spec, params, case.export_dims, True) if with_grad else None
     opened = {rt: (_open(rt, value_path, providers), _open(rt, grad_path, providers) if grad_path else (None, None))
               for rt in runtimes}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -119,7 +120,7 @@ def cluster():
 def client(cluster, monkeypatch):
     """A client of the LocalCluster; every sample counts as slow enough for it (the first two run in
     this process while the run decides, the rest on the workers)."""
-    monkeypatch.setattr(dd, "LOCAL_MIN_SECONDS", 1e-9)
+    monkeypatch.setattr(dd, "LOCAL_BUSY", math.inf)
     with distributed.Client(cluster) as c:
         c.wait_for_workers(2, timeout=60)
         yield c
@@ -233,8 +234,9 @@ def test_poison_file_becomes_failed_row(focal, client, tmp_path):
 
 
 def test_small_samples_stay_in_process(focal, client, tmp_path, monkeypatch):
-    """On a LocalCluster, samples faster than LOCAL_MIN_SECONDS are evaluated in the client process."""
-    monkeypatch.setattr(dd, "LOCAL_MIN_SECONDS", 10.0)
+    """On a LocalCluster, a run whose first samples keep LOCAL_BUSY of the cores busy stays in the client process."""
+    monkeypatch.setattr(dd, "LOCAL_BUSY", 0.0)
+    monkeypatch.setattr(dd, "PROBE_SECONDS", 0.0)  # decide after PROBE + 1 samples (10 small files would all be probed)
     data = _dataset(tmp_path / "data", 10)
     here = evaluate_files(focal, data, providers="cpu")
     said = logging.Handler()
@@ -248,7 +250,7 @@ def test_small_samples_stay_in_process(focal, client, tmp_path, monkeypatch):
         logging.getLogger(dd.__name__).removeHandler(said)
     assert _same(there) == _same(here)
     assert not tasks.data  # no task ran on the cluster
-    assert len(said.lines) == 1 and "less than the 1e+04 ms where a local Dask cluster pays off" in said.lines[0]
+    assert len(said.lines) == 1 and "0% or more is where a local Dask cluster does not pay off" in said.lines[0]
 
 
 def test_scheduler_and_workers_cli(focal, scheduler, tmp_path, monkeypatch):
@@ -269,7 +271,7 @@ def test_scheduler_and_workers_cli(focal, scheduler, tmp_path, monkeypatch):
 def test_cli_workers_local_cluster(focal, tmp_path, monkeypatch, capsys):
     from lossgraph.cli import main
 
-    monkeypatch.setattr(dd, "LOCAL_MIN_SECONDS", 1e-9)  # tiny files: through the workers all the same
+    monkeypatch.setattr(dd, "LOCAL_BUSY", math.inf)  # tiny files: through the workers all the same
     data = _dataset(tmp_path / "data", 12)
     here = evaluate_files(focal, data, providers="cpu")
     out = tmp_path / "r.jsonl"

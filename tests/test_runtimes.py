@@ -18,11 +18,11 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from lossgraph.export import runtimes
-from lossgraph.export.bundle import find, load, plan, write_graph
 from onnx import numpy_helper
 
 from lossgraph import catalog, matrix
+from lossgraph.export import runtimes
+from lossgraph.export.bundle import find, load, plan, write_graph
 from lossgraph.parity import Row, compare, eager_results, record_graphs
 
 OTHERS = ("openvino", "onnx-reference", "tract")
@@ -98,6 +98,20 @@ def test_reproducer_is_valid_and_right_in_onnxruntime_and_openvino(name):
     onnx.checker.check_model(onnx.load(path), full_check=True)
     for rt in ("onnxruntime", "openvino"):
         _agrees(path, rt, feeds, expected)
+
+
+def test_a_tract_panic_is_an_error_of_that_graph_only():
+    """tract aborts the process it runs in on a panic: the adapter's child process dies, not pytest,
+    the panic's message is the error, and the next graph runs in a new child."""
+    path, feeds, _ = _repro("pad_negative")
+    with pytest.raises(RuntimeError, match=r"tract aborted its process .*panic: ndarray: could not broadcast"):
+        runtimes.load(path, "tract").run(**feeds)
+    path, feeds, expected = _repro("constantofshape_default_dtype")
+    with pytest.raises(RuntimeError, match="MatMul|analyse|Failed"):  # the other reproducer: an ordinary error
+        runtimes.load(path, "tract").run(**feeds)
+    path, feeds, expected = _repro("logsoftmax_underflow")
+    got = runtimes.load(path, "tract").run(**feeds)
+    assert np.isfinite(list(got.values())[0][0, :4]).all()  # it ran (and still shows its own fault at -inf)
 
 
 # --- the adapters and the matrix --------------------------------------------------------------------
