@@ -51,14 +51,17 @@ def binary_xloss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int |
     fn = "binary_xloss"
     _, labels = check_segmentation(fn, "logits", logits, labels, ignore_index, num_classes=2, allow_float=True)
     x = to_acc(logits)
+    if not is_tracing():  # eager: softplus and a fused sum forward, sigmoid backward (lossgraph/_eager.py)
+        from ._eager import BceWithLogitsSum
+
+        if ignore_index is None:  # labels are 0/1 (checked): they are the targets
+            return BceWithLogitsSum.apply(x, labels.to(x.dtype), None) / x.new_tensor(float(labels.numel()))
+        valid = (labels != ignore_index).to(x.dtype)
+        return safe_div(BceWithLogitsSum.apply(x, (labels == 1).to(x.dtype), valid), valid.sum())
+    # graphs: the stable form as plain ops
     valid = valid_mask(labels, ignore_index)
-    target = (labels == 1).to(x.dtype)
-    if not is_tracing():  # eager: ATen's fused kernel, forward and backward, with the mask as weight
-        weight = None if ignore_index is None else valid.to(x.dtype)
-        total = F.binary_cross_entropy_with_logits(x, target, weight, reduction="sum")
-    else:  # graphs: the stable form as plain ops
-        loss = bce_with_logits(x, target)
-        total = torch.where(valid, loss, torch.zeros_like(loss)).sum()
+    loss = bce_with_logits(x, (labels == 1).to(x.dtype))
+    total = torch.where(valid, loss, torch.zeros_like(loss)).sum()
     return safe_div(total, valid.sum().to(x.dtype))
 
 
