@@ -9,7 +9,6 @@ One message format everywhere::
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterable, Sequence
 from typing import Any
 
