@@ -237,16 +237,7 @@ class TractGraph:
 #: graphs a runtime gets wrong or refuses, ``(runtime, loss, "value" | "gradient") -> cause``: the
 #: README matrix prints the cause beside the cell, tests/test_runtimes.py expects these failures
 #: (strict: a runtime that starts passing one fails the test until the entry is removed)
-KNOWN_FAILURES: dict[tuple[str, str, str], str] = {
-    (rt, name, graph): (
-        "tract 0.23.9, float32 sums over 2x512x512 = 524,288 pixels: 4e-6 to 2.3e-5 off (above atol 1e-6 + "
-        "rtol 1e-5), onnxruntime and OpenVINO within it; right at 3x17x31 and 1x1x1. A precision limit of "
-        "tract's float32 reductions (their summation order), not a wrong graph: graphs reduce in float32 (DESIGN.md)"
-    )
-    for rt in ("tract",)
-    for name in ("known_smooth_l1", "matting_focal", "matting_set", "seg_matting_set", "smooth_l1")
-    for graph in ("value", "gradient")
-}
+KNOWN_FAILURES: dict[tuple[str, str, str], str] = {}
 #: known failures that show only at a case's large run dims; tests/test_runtimes.py runs the first
 #: (small) run dims, where these graphs pass
 LARGE_ONLY = frozenset(KNOWN_FAILURES)
