@@ -1,0 +1,2 @@
+B
+y_two_axesJæwÿE
