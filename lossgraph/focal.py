@@ -150,8 +150,11 @@ def focal(
     valid = valid_mask(labels, ignore_index)
     logpt, safe = log_softmax_at_labels(x, labels, valid)
     q = 1.0 - torch.exp(logpt)
+    eager = not is_tracing()
     if gamma == 0:
         mod = torch.ones_like(q)
+    elif eager and gamma >= 1:  # eager: q**γ has a finite gradient at q = 0 when γ >= 1 (4 fewer passes)
+        mod = q.pow(gamma)
     else:  # q = 0 (p_y = 1 exactly) gives 0 and a zero gradient, also for 0 < γ < 1 (no inf · 0)
         pos = q > 0
         mod = torch.where(pos, torch.where(pos, q, torch.ones_like(q)) ** gamma, torch.zeros_like(q))
@@ -160,7 +163,8 @@ def focal(
         loss = loss * torch.where(safe == 0, torch.full_like(loss, alpha), torch.full_like(loss, 1.0 - alpha))
     elif alpha is not None:
         loss = loss * class_weights(alpha, safe, x.dtype)
-    loss = torch.where(valid, loss, torch.zeros_like(loss))
+    if ignore_index is not None or not eager:  # eager without an ignore label: every pixel counts
+        loss = torch.where(valid, loss, torch.zeros_like(loss))
     if reduction == "mean":
         return safe_div(loss.sum(), valid.sum().to(x.dtype))
     return reduce(loss, reduction, fn)
