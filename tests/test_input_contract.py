@@ -287,3 +287,25 @@ def test_class_lists_are_checked_where_c_is_known(graphs):
     path = graphs.get(spec, spec.resolve({"weight": [1.0, 2.0, 3.0]}), {"B": 1, "C": 3, "H": 2, "W": 2}, with_grad=False)
     with pytest.raises(lg.InputError, match=r"cross_entropy: weight must have one value per class \(C = 4\); got 3"):
         OnnxLoss(path)(**spec.example_inputs({"B": 1, "C": 4, "H": 2, "W": 2}))
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_all_finite_by_one_sum_and_its_fallback(lib):
+    """A finite sum proves every element finite; a sum that overflows (finite values) or holds a
+    NaN/inf term is decided element by element."""
+    from lossgraph._checks import all_finite, any_nonfinite
+
+    make = np.asarray if lib == "numpy" else torch.tensor
+    big = make(np.full(8, 3e38, dtype=np.float32))  # finite, the float32 sum overflows to inf
+    assert all_finite(big) and not any_nonfinite([big])
+    for bad in (np.nan, np.inf, -np.inf):
+        x = np.ones(5, dtype=np.float32)
+        x[3] = bad
+        assert not all_finite(make(x)) and any_nonfinite([make(x)])
+    x = np.full(4, 3e38, dtype=np.float32)
+    x[0] = -np.inf  # inf - ... : the sum is -inf, the elementwise check finds the inf
+    assert not all_finite(make(x))
+    assert all_finite(make(np.zeros((0, 3), dtype=np.float32)))
+    if lib == "torch":  # a tensor on the autograd graph: checked without recording anything
+        t = torch.ones(3, requires_grad=True)
+        assert all_finite(t * 2)
