@@ -55,8 +55,8 @@ def binary_xloss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int |
 
         if ignore_index is None:  # labels are 0/1 (checked): they are the targets
             return BceWithLogitsSum.apply(x, labels.to(x.dtype), None) / x.new_tensor(float(labels.numel()))
-        valid = (labels != ignore_index).to(x.dtype)
-        return safe_div(BceWithLogitsSum.apply(x, (labels == 1).to(x.dtype), valid), valid.sum())
+        weight = valid_mask(labels, ignore_index).to(x.dtype)
+        return safe_div(BceWithLogitsSum.apply(x, (labels == 1).to(x.dtype), weight), weight.sum())
     # graphs: the stable form as plain ops
     valid = valid_mask(labels, ignore_index)
     loss = bce_with_logits(x, (labels == 1).to(x.dtype))

@@ -121,7 +121,7 @@ def iou(
         inter_n, union_n = _confusion_counts(argmax_c(logits), labels, c, ignore_index, per_image)
         ious = _iou_percent(inter_n, union_n, empty)
         return _drop_ignored_class(ious.mean(0) if per_image else ious, ignore_index)
-    pred = one_hot(torch.argmax(logits, dim=1), c)  # (B, C, H, W)
+    pred = one_hot(argmax_c(logits), c)  # (B, C, H, W)
     truth = one_hot(labels, c)
     inter = truth & pred
     union = truth | (pred & valid_mask(labels, ignore_index).unsqueeze(1))
